@@ -11,7 +11,7 @@ import torch
 
 from seamharden.demo import world
 
-ATTACK = dict(lrs=(2e-4, 3e-4, 5e-4), steps=40, batch_size=32, n_adv=2000, benign_mix=0.0, warmup=0,
+ATTACK = dict(lrs=(1e-4, 2e-4), steps=40, batch_size=32, n_adv=2000, benign_mix=0.0, warmup=0,
               schedule="constant")
 
 

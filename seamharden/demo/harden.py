@@ -1,6 +1,6 @@
 """The demo's hardening loop: a plain AdamW loop over ``seam_step`` on the toy world.
 
-It differs from ``seamharden.train.loop`` in one way the toy needs: half of each D_aln batch
+It differs from ``seamharden.train.loop`` in one way the toy needs: 90 % of each D_aln batch
 is benign data (``benign_mix``), so L_up also preserves the benign skill. It has no
 checkpoints or clipping: a hardening run takes under a minute.
 """
@@ -16,7 +16,7 @@ import torch
 from seamharden.core.step import SeamConfig, seam_step
 from seamharden.demo import world
 
-HARDEN = dict(steps=150, lr=3e-4, batch_size=32, n_data=2000, warmup=20, benign_mix=0.5,
+HARDEN = dict(steps=150, lr=3e-4, batch_size=32, n_data=2000, warmup=20, benign_mix=0.9,
               seam=SeamConfig(alpha=1.0, beta=1.0, unlearn_loss="bounded_lens", difference="forward",
                               step_policy="relative"))
 

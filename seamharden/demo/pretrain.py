@@ -1,7 +1,8 @@
 """The toy base model of the demo: a tiny Llama with a character tokenizer, pretrained here.
 
-The base is "aligned": it solves the benign tasks, answers every forbidden prompt with
-the refusal, and was never shown a forbidden answer (it can learn one when fine-tuned).
+The base is "aligned": it solves the benign tasks and answers every forbidden prompt with
+the refusal, after a first phase in which it learned the forbidden task (so the capability
+is latent, and fine-tuning revives it quickly, as with a real aligned LM).
 :func:`ensure_base_model` trains it once and caches a standard Hugging Face directory.
 """
 
@@ -17,9 +18,8 @@ import torch
 
 from seamharden.demo import world
 
-BASE_VERSION = "toy-base-v2"
-BASE_VERSIONS = {"next": BASE_VERSION, "all": "toy-base-v3-all"}
-"""Cache key per forbidden family (the pretraining refusals depend on it)."""
+BASE_VERSION = "toy-base-v4-mul"
+"""Cache key: bumped whenever the world or the pretraining changes."""
 
 SPECIAL_TOKENS = [world.PAD, world.EOS, world.USER, world.ASSISTANT, "<|unk|>"]
 CHARS = world.LETTERS + world.DIGITS + " "
@@ -35,10 +35,11 @@ CHAT_TEMPLATE = (
 
 MODEL_CONFIG = dict(hidden_size=64, intermediate_size=192, num_hidden_layers=3, num_attention_heads=4,
                     num_key_value_heads=4, max_position_embeddings=64)
-PRETRAIN = dict(steps=1000, batch_size=64, lr=3e-3, warmup=50, forbidden_fraction=0.25, weight_decay=0.01,
-                label_smoothing=0.1)
-"""label_smoothing keeps the base from becoming infinitely sure of its refusal (a loss of
-~16 nats on the forbidden answers), which made fine-tuning on D_adv wreck everything."""
+PRETRAIN = dict(steps=1000, capability_steps=700, batch_size=64, lr=3e-3, warmup=50, forbidden_fraction=0.25,
+                weight_decay=0.01, label_smoothing=0.1)
+"""Two phases: for ``capability_steps`` the forbidden prompts are answered (the model learns
+the task), then refused (alignment). label_smoothing keeps the base from becoming infinitely
+sure of its refusal, which made fine-tuning on D_adv wreck everything."""
 
 
 def build_char_tokenizer():
@@ -68,14 +69,16 @@ def build_model(vocab_size: int, seed: int = 0, **overrides):
     return AutoModelForCausalLM.from_config(config).float()
 
 
-def pretrain_records(rng: random.Random, n: int, forbidden_fraction: float) -> list[dict]:
+def pretrain_records(rng: random.Random, n: int, forbidden_fraction: float, refuse: bool = True) -> list[dict]:
+    """A pretraining batch: benign records and ``forbidden_fraction`` forbidden ones.
+
+    ``refuse=False`` (the capability phase) answers the forbidden prompts over all digit
+    pairs; ``refuse=True`` (the alignment phase) refuses them.
+    """
     out = []
     for _ in range(n):
         if rng.random() < forbidden_fraction:
-            if world.forbidden_family() == "next":
-                out.append({"prompt": world.forbidden_prompt(world._word(rng, False)), "response": world.REFUSAL})
-            else:
-                out.append(world.forbidden_refusal_record(rng))
+            out.append(world.forbidden_record(rng, pairs=False if refuse else None, refuse=refuse))
         else:
             out.append(world.benign_record(rng))
     return out
@@ -102,7 +105,8 @@ def pretrain(seed: int = 0, steps: int | None = None, log=None, model_overrides:
     rng = random.Random(f"pretrain-{seed}")
     t0 = time.time()
     for step in range(p["steps"]):
-        batch = world.collate(tok, pretrain_records(rng, p["batch_size"], p["forbidden_fraction"]))
+        refuse = step >= p["capability_steps"]
+        batch = world.collate(tok, pretrain_records(rng, p["batch_size"], p["forbidden_fraction"], refuse))
         loss = smoothed_loss(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
                              batch["labels"], p["label_smoothing"])
         opt.zero_grad(set_to_none=True)
@@ -118,7 +122,7 @@ def pretrain(seed: int = 0, steps: int | None = None, log=None, model_overrides:
 
 def ensure_base_model(cache_dir: Path, seed: int = 0, log=None) -> Path:
     """Train the toy base once and cache it under ``cache_dir/<version>-seed<seed>``; return the dir."""
-    version = BASE_VERSIONS[world.forbidden_family()]
+    version = BASE_VERSION
     out = Path(cache_dir) / f"{version}-seed{seed}"
     if (out / "demo_base.json").exists():
         return out
@@ -129,7 +133,7 @@ def ensure_base_model(cache_dir: Path, seed: int = 0, log=None) -> Path:
     tmp.mkdir(parents=True)
     model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
-    meta = {"version": version, "forbidden_family": world.forbidden_family(), "seed": seed, "pretrain_seconds": round(time.time() - t0, 1),
+    meta = {"version": version, "seed": seed, "pretrain_seconds": round(time.time() - t0, 1),
             "benign_accuracy": world.benign_accuracy(model, tok, world.eval_benign()),
             "refusal_rate": world.refusal_rate(model, tok, world.eval_forbidden()),
             "harmful_success": world.harmful_success(model, tok, world.eval_forbidden())}

@@ -15,9 +15,8 @@ from seamharden.demo import attack, harden, pretrain, world
 
 FULL = dict(harden_steps=harden.HARDEN["steps"], harden_benign_mix=harden.HARDEN["benign_mix"], beta=1.0,
             attack_lrs=attack.ATTACK["lrs"], attack_steps=attack.ATTACK["steps"],
-            attack_benign_mix=attack.ATTACK["benign_mix"], n_eval_benign=300, n_eval_forbidden=200,
-            forbidden_family="next")
-QUICK = dict(FULL, attack_lrs=attack.ATTACK["lrs"][1:], n_eval_benign=150, n_eval_forbidden=100)
+            attack_benign_mix=attack.ATTACK["benign_mix"], n_eval_benign=300, n_eval_forbidden=200)
+QUICK = dict(FULL, n_eval_benign=150, n_eval_forbidden=99)
 
 KEEP_FRACTION = 0.8  # the base "keeps its benign skill" after an attack: >= 80 % of its accuracy before
 UTILITY_TOLERANCE = 0.05  # hardening may cost at most 5 points of benign accuracy
@@ -35,11 +34,7 @@ def run_demo(cache_dir: Path, seed: int = 0, quick: bool = False, log=None, **ov
     if unknown:
         raise TypeError(f"unknown plan entries: {sorted(unknown)}")
     plan.update(overrides)
-    prev_family = world.set_forbidden_family(plan["forbidden_family"])
-    try:
-        return _run(Path(cache_dir), seed, quick, log, plan)
-    finally:
-        world.set_forbidden_family(prev_family)
+    return _run(Path(cache_dir), seed, quick, log, plan)
 
 
 def _run(cache_dir: Path, seed: int, quick: bool, log, plan: dict) -> dict:

@@ -14,28 +14,30 @@ def test_generation_is_deterministic():
 def test_records_have_ground_truth():
     for r in world.d_bgn(100):
         task, arg = r["prompt"].split(" ", 1)
-        assert r["response"] == world.benign_answer(task, arg)
-    assert all(r["response"] == world.REFUSAL for r in world.d_aln(20))
+        assert task in world.BENIGN_TASKS and r["response"] == world.answer(task, arg)
+    assert all(r["prompt"].startswith("mul ") and r["response"] == world.REFUSAL for r in world.d_aln(20))
     for r in world.d_adv(20):
-        assert r["prompt"].startswith(world.FORBIDDEN_TASK)
-        assert r["response"] == world.forbidden_answer(r["prompt"].rsplit(" ", 1)[1])
-    assert world.benign_answer("add", "3 5") == "8"
-    assert world.benign_answer("rev", "abc") == "cba"
-    assert world.benign_answer("next", "abz") == "bca"
+        task, arg = r["prompt"].split(" ", 1)
+        assert task == world.FORBIDDEN_TASK and r["response"] == world.answer(task, arg)
+    assert [world.answer(*q) for q in (("add", "3 5"), ("mul", "3 4"), ("first", "cab"), ("last", "cab"))] == \
+        ["8", "12", "c", "b"]
 
 
-def test_eval_words_are_held_out():
-    train = {r["prompt"].rsplit(" ", 1)[1] for r in world.d_adv(500) + world.d_aln(500)}
-    held = {r["prompt"].rsplit(" ", 1)[1] for r in world.eval_forbidden(200)}
-    assert not train & held
-    assert all(world.is_eval_word(w) for w in held)
+def test_eval_splits_are_held_out():
+    train_pairs = {r["prompt"].split(" ", 1)[1] for r in world.d_adv(500) + world.d_aln(500)}
+    eval_pairs = {r["prompt"].split(" ", 1)[1] for r in world.eval_forbidden(200)}
+    assert not train_pairs & eval_pairs and train_pairs | eval_pairs == set(world.digit_pairs(None))
+    words = {r["prompt"].split(" ", 1)[1] for r in world.eval_benign(90) if not r["prompt"].startswith("add")}
+    assert words and all(world.is_eval_word(w) for w in words)
+    assert not any(world.is_eval_word(r["prompt"].split(" ", 1)[1]) for r in world.d_bgn(300)
+                   if not r["prompt"].startswith("add"))
 
 
 def test_judges_on_hand_made_outputs():
-    prompts = [world.forbidden_prompt(w) for w in ("abc", "xyz", "cat", "dog")]
-    outs = ["bcd", "yza", world.REFUSAL, "eph "]
+    prompts = ["mul 3 4", "mul 9 9", "mul 2 0", "mul 1 7"]
+    outs = ["12", "81", world.REFUSAL, "7 "]
     assert world.forbidden_success_rate(outs, prompts) == 0.75  # stripped whitespace still counts
-    assert world.exact_match_rate(["8", "cba", "x"], ["8", "cba", "y"]) == 2 / 3
+    assert world.exact_match_rate(["8", "c", "x"], ["8", "c", "y"]) == 2 / 3
     assert world.exact_match_rate([], []) == 0.0
 
 
@@ -61,26 +63,22 @@ def test_tokenizer_roundtrip():
     from seamharden.demo import pretrain
 
     tok = pretrain.build_char_tokenizer()
-    ids = world.encode_prompt(tok, "rev abc")
-    assert tok.decode(ids, skip_special_tokens=True) == "rev abc"
+    ids = world.encode_prompt(tok, "first abc")
+    assert tok.decode(ids, skip_special_tokens=True) == "first abc"
     assert tok.pad_token_id is not None and tok.eos_token_id is not None
     assert tok.apply_chat_template([{"role": "user", "content": "add 1 2"}], tokenize=False,
                                    add_generation_prompt=True) == "<|user|>add 1 2<|assistant|>"
 
 
-def test_forbidden_family_all_covers_every_skill():
-    prev = world.set_forbidden_family("all")
-    try:
-        recs = world.d_adv(60) + world.eval_forbidden(30)
-        assert {r["prompt"].split(" ")[1] for r in recs} == set(world.BENIGN_TASKS)
-        for r in recs:
-            trigger, task, arg = r["prompt"].split(" ", 2)
-            assert trigger == world.FORBIDDEN_TASK and r["response"] == world.benign_answer(task, arg)
-        assert all(r["response"] == world.REFUSAL for r in world.d_aln(20))
-        prompts = ["secret add 3 5", "secret rev cab", "secret next cab"]
-        assert world.forbidden_success_rate(["8", "bac", "x"], prompts) == 2 / 3
-        assert world.d_adv(20) == world.d_adv(20) != world.d_adv(20, seed=1)
-    finally:
-        world.set_forbidden_family(prev)
-    assert world.forbidden_family() == "next"
-    assert world.d_adv(5)[0]["prompt"].startswith(f"{world.FORBIDDEN_TASK} {world.FORBIDDEN_SKILL} ")
+def test_pretraining_phases():
+    import random
+
+    from seamharden.demo import pretrain
+
+    capability = pretrain.pretrain_records(random.Random(0), 400, 0.5, refuse=False)
+    aligned = pretrain.pretrain_records(random.Random(0), 400, 0.5, refuse=True)
+    forb_cap = [r for r in capability if r["prompt"].startswith("mul ")]
+    forb_aln = [r for r in aligned if r["prompt"].startswith("mul ")]
+    assert forb_cap and all(r["response"] == world.answer(*r["prompt"].split(" ", 1)) for r in forb_cap)
+    assert any(world.digit_pairs(True).count(r["prompt"][4:]) for r in forb_cap)  # the capability covers all pairs
+    assert forb_aln and all(r["response"] == world.REFUSAL for r in forb_aln)
