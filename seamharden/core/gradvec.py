@@ -2,8 +2,8 @@
 
 Every reduction (dot, norm) is accumulated in fp32 whatever the tensors' dtype,
 because bf16 sums over billions of elements lose all significant digits. Results
-that are written back (``add_scaled_``) are computed in fp32 and rounded once into
-the destination's dtype.
+that are written back (``add_scaled_``) are computed in fp32 (fp64 for fp64 tensors) and
+rounded once into the destination's dtype.
 """
 
 from __future__ import annotations
@@ -13,6 +13,11 @@ from collections.abc import Sequence
 import torch
 
 Vec = Sequence[torch.Tensor]
+
+
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    """t in fp32, or in its own dtype where that is wider (fp64 stays fp64)."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
 def dot(xs: Vec, ys: Vec) -> torch.Tensor:
@@ -38,7 +43,7 @@ def cosine(xs: Vec, ys: Vec, eps: float = 1e-30) -> torch.Tensor:
 def add_scaled_(dst: Vec, src: Vec, alpha: float) -> None:
     """dst += alpha * src in place, computed in fp32 and rounded once into dst's dtype."""
     for d, s in zip(dst, src, strict=True):
-        d.copy_(d.float().add_(s.float(), alpha=alpha))
+        d.copy_(_wide(d).add_(_wide(s), alpha=alpha))
 
 
 @torch.no_grad()
@@ -50,6 +55,6 @@ def accumulate_into_grads(params: Vec, src: Vec, alpha: float) -> None:
     """
     for p, s in zip(params, src, strict=True):
         if p.grad is None:
-            p.grad = (s.float() * alpha).to(p.dtype) if alpha != -1.0 else -s.to(p.dtype)
+            p.grad = (_wide(s) * alpha).to(p.dtype) if alpha != -1.0 else -s.to(p.dtype)
         else:
-            p.grad.copy_(p.grad.float().add_(s.float(), alpha=alpha))
+            p.grad.copy_(_wide(p.grad).add_(_wide(s), alpha=alpha))

@@ -1,9 +1,9 @@
 """Quick-mode demo through the CLI: the JSON it prints, its exit code, and the self-destruction criteria.
 
-Measured state (docs/demo.md): the issue's criteria hold on one of four draws of the toy world,
+Measured state (docs/demo.md): the issue's criteria hold on one of six draws of the toy world,
 not on seed 0 as committed, so the criteria test is xfail. What held on every draw is asserted
-for real: under the same attack the hardened model loses more benign accuracy than the base and
-learns the forbidden task less. The reduced run evaluates on fewer prompts, with the full
+for real on seed 0: under the same attack the hardened model loses more benign accuracy than the
+base and learns the forbidden task less (and, on seed 0, hardening costs under 5 points). The reduced run evaluates on fewer prompts, with the full
 plan's attacks and hardening.
 """
 
@@ -53,7 +53,7 @@ def test_hardened_model_loses_more_under_the_same_attack(demo_run):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="criteria met on 1 of 4 draws of the toy world, not on seed 0 (docs/demo.md)")
+@pytest.mark.xfail(strict=False, reason="criteria met on 1 of 6 draws of the toy world, not on seeds 0-2 (docs/demo.md)")
 def test_quick_demo_meets_criteria(demo_run):
     _, result = demo_run
     assert check_criteria(result) == []
