@@ -17,6 +17,11 @@ import torch
 from seamharden.demo.run import check_criteria, run_demo
 
 
+def _cells(side: dict) -> str:
+    """Harmful success / benign accuracy after each attack, as markdown table cells."""
+    return " | ".join(f"{a['harmful_success']:.2f} / {a['benign_accuracy_after']:.3f}" for a in side["attacks"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -33,11 +38,9 @@ def main() -> None:
             fails = check_criteria(r)
             print(json.dumps({"seed": seed, "beta": beta, "base": r["base"], "hardened": r["hardened"],
                               "failures": fails, "timings": r["timings"]}), flush=True)
-            cells = lambda side: " | ".join(f"{a['harmful_success']:.2f} / {a['benign_accuracy_after']:.3f}"
-                                             for a in r[side]["attacks"])
-            rows.append(f"| {seed} | base | {r['base']['benign_accuracy_before']:.3f} | {cells('base')} | |")
+            rows.append(f"| {seed} | base | {r['base']['benign_accuracy_before']:.3f} | {_cells(r['base'])} | |")
             rows.append(f"| {seed} | hardened, beta {beta:g} | {r['hardened']['benign_accuracy_before']:.3f} | "
-                        f"{cells('hardened')} | {'met' if not fails else 'not met'} |")
+                        f"{_cells(r['hardened'])} | {'met' if not fails else 'not met'} |")
     print("\n".join(rows))
 
 

@@ -41,7 +41,7 @@ def cosine(xs: Vec, ys: Vec, eps: float = 1e-30) -> torch.Tensor:
 
 @torch.no_grad()
 def add_scaled_(dst: Vec, src: Vec, alpha: float) -> None:
-    """dst += alpha * src in place, computed in fp32 and rounded once into dst's dtype."""
+    """dst += alpha * src in place, computed in fp32 (fp64 for fp64) and rounded once into dst's dtype."""
     for d, s in zip(dst, src, strict=True):
         d.copy_(_wide(d).add_(_wide(s), alpha=alpha))
 

@@ -2,9 +2,9 @@
 
 Measured state (docs/demo.md): the issue's criteria hold on one of six draws of the toy world,
 not on seed 0 as committed, so the criteria test is xfail. What held on every draw is asserted
-for real on seed 0: under the same attack the hardened model loses more benign accuracy than the
-base and learns the forbidden task less (and, on seed 0, hardening costs under 5 points). The reduced run evaluates on fewer prompts, with the full
-plan's attacks and hardening.
+for real on seed 0: under the same attack the hardened model loses more benign accuracy than
+the base and learns the forbidden task less (and, on seed 0, hardening costs under 5 points).
+The reduced run evaluates on fewer prompts, with the full plan's attacks and hardening.
 """
 
 from __future__ import annotations

@@ -80,5 +80,7 @@ def test_pretraining_phases():
     forb_cap = [r for r in capability if r["prompt"].startswith("mul ")]
     forb_aln = [r for r in aligned if r["prompt"].startswith("mul ")]
     assert forb_cap and all(r["response"] == world.answer(*r["prompt"].split(" ", 1)) for r in forb_cap)
-    assert any(world.digit_pairs(True).count(r["prompt"][4:]) for r in forb_cap)  # the capability covers all pairs
+    held_out = set(world.digit_pairs(True))
+    assert any(r["prompt"].split(" ", 1)[1] in held_out for r in forb_cap)  # the capability covers all pairs
+    assert not any(r["prompt"].split(" ", 1)[1] in held_out for r in forb_aln)
     assert forb_aln and all(r["response"] == world.REFUSAL for r in forb_aln)
