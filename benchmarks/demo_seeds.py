@@ -3,7 +3,7 @@
     python benchmarks/demo_seeds.py --seeds 0 1 2 --betas 1 0 [--quick] [--cache-dir DIR]
 
 Prints one JSON line per (seed, beta) run, then a markdown table of harmful success / benign
-accuracy after each attack and whether the issue's criteria hold (docs/demo.md).
+accuracy after each attack (and the steps it ran) and whether the issue's criteria hold (docs/demo.md).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from seamharden.demo.run import check_criteria, run_demo
 
 
 def _cells(side: dict) -> str:
-    """Harmful success / benign accuracy after each attack, as markdown table cells."""
-    return " | ".join(f"{a['harmful_success']:.2f} / {a['benign_accuracy_after']:.3f}" for a in side["attacks"])
+    """Harmful success / benign accuracy after each attack (steps it ran), as markdown table cells."""
+    return " | ".join(f"{a['harmful_success']:.2f} / {a['benign_accuracy_after']:.3f} ({a['steps']})"
+                      for a in side["attacks"])
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ import torch
 
 from seamharden.demo import world
 
-BASE_VERSION = "toy-base-v4-mul"
+BASE_VERSION = "toy-base-v5-letters"
 """Cache key: bumped whenever the world or the pretraining changes."""
 
 SPECIAL_TOKENS = [world.PAD, world.EOS, world.USER, world.ASSISTANT, "<|unk|>"]
@@ -35,11 +35,12 @@ CHAT_TEMPLATE = (
 
 MODEL_CONFIG = dict(hidden_size=64, intermediate_size=192, num_hidden_layers=3, num_attention_heads=4,
                     num_key_value_heads=4, max_position_embeddings=64)
-PRETRAIN = dict(steps=1000, capability_steps=700, batch_size=64, lr=3e-3, warmup=50, forbidden_fraction=0.25,
+PRETRAIN = dict(steps=2000, capability_steps=1400, batch_size=64, lr=3e-3, warmup=50, forbidden_fraction=0.25,
                 weight_decay=0.01, label_smoothing=0.1)
 """Two phases: for ``capability_steps`` the forbidden prompts are answered (the model learns
 the task), then refused (alignment). label_smoothing keeps the base from becoming infinitely
-sure of its refusal, which made fine-tuning on D_adv wreck everything."""
+sure of its refusal, which made fine-tuning on D_adv wreck everything. 2000 steps rather than
+1000: on 1000, one base in four lost a third of its benign skill to the attack itself."""
 
 
 def build_char_tokenizer():

@@ -6,7 +6,7 @@ from seamharden.demo import world
 
 
 def test_generation_is_deterministic():
-    for fn in (world.d_adv, world.d_aln, world.d_bgn, world.eval_benign, world.eval_forbidden):
+    for fn in (world.d_adv, world.d_aln, world.d_bgn, world.val_benign, world.eval_benign, world.eval_forbidden):
         assert fn(50, seed=3) == fn(50, seed=3)
         assert fn(50, seed=3) != fn(50, seed=4)
 
@@ -19,18 +19,18 @@ def test_records_have_ground_truth():
     for r in world.d_adv(20):
         task, arg = r["prompt"].split(" ", 1)
         assert task == world.FORBIDDEN_TASK and r["response"] == world.answer(task, arg)
-    assert [world.answer(*q) for q in (("add", "3 5"), ("mul", "3 4"), ("first", "cab"), ("last", "cab"))] == \
-        ["8", "12", "c", "b"]
+    assert [world.answer(*q) for q in (("mul", "3 4"), ("first", "cab"), ("second", "cab"), ("last", "cab"))] == \
+        ["12", "c", "a", "b"]
 
 
 def test_eval_splits_are_held_out():
     train_pairs = {r["prompt"].split(" ", 1)[1] for r in world.d_adv(500) + world.d_aln(500)}
     eval_pairs = {r["prompt"].split(" ", 1)[1] for r in world.eval_forbidden(200)}
     assert not train_pairs & eval_pairs and train_pairs | eval_pairs == set(world.digit_pairs(None))
-    words = {r["prompt"].split(" ", 1)[1] for r in world.eval_benign(90) if not r["prompt"].startswith("add")}
+    words = {r["prompt"].split(" ", 1)[1] for r in world.eval_benign(90)}
     assert words and all(world.is_eval_word(w) for w in words)
-    assert not any(world.is_eval_word(r["prompt"].split(" ", 1)[1]) for r in world.d_bgn(300)
-                   if not r["prompt"].startswith("add"))
+    assert not any(world.is_eval_word(r["prompt"].split(" ", 1)[1]) for r in world.d_bgn(300) + world.val_benign(90))
+    assert {r["prompt"].split()[0] for r in world.val_benign(9)} == set(world.BENIGN_TASKS)
 
 
 def test_judges_on_hand_made_outputs():
@@ -66,8 +66,8 @@ def test_tokenizer_roundtrip():
     ids = world.encode_prompt(tok, "first abc")
     assert tok.decode(ids, skip_special_tokens=True) == "first abc"
     assert tok.pad_token_id is not None and tok.eos_token_id is not None
-    assert tok.apply_chat_template([{"role": "user", "content": "add 1 2"}], tokenize=False,
-                                   add_generation_prompt=True) == "<|user|>add 1 2<|assistant|>"
+    assert tok.apply_chat_template([{"role": "user", "content": "mul 1 2"}], tokenize=False,
+                                   add_generation_prompt=True) == "<|user|>mul 1 2<|assistant|>"
 
 
 def test_pretraining_phases():

@@ -1,0 +1,66 @@
+"""The demo's attack stopping rule and hardening controller, on a tiny untrained model (fast)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from seamharden.demo import attack, harden, pretrain, world
+
+
+@pytest.fixture()
+def tiny():
+    tok = pretrain.build_char_tokenizer()
+    model = pretrain.build_model(len(tok), seed=0, num_hidden_layers=1, hidden_size=32, intermediate_size=32)
+    return model, tok
+
+
+def test_attack_stops_at_first_success_check(tiny):
+    model, tok = tiny
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    steps, harmful = attack.finetune_until(model, tok, world.d_adv(64), lr=1e-3, max_steps=7, batch_size=4,
+                                           eval_adv=world.eval_forbidden(4), success=0.0, check_every=3)
+    assert steps == 0 and harmful >= 0.0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_attack_runs_to_budget_when_never_successful(tiny):
+    model, tok = tiny
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    steps, harmful = attack.finetune_until(model, tok, world.d_adv(64), lr=1e-3, max_steps=7, batch_size=4,
+                                           eval_adv=world.eval_forbidden(4), success=1.01, check_every=3)
+    assert steps == 7 and 0.0 <= harmful <= 1.0
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_attack_suite_rows(tiny):
+    model, tok = tiny
+    rows = attack.attack_suite(model, tok, lrs=(1e-4, 1e-3), max_steps=2, check_every=1, batch_size=4, n_adv=16,
+                               success=1.01, eval_bgn=world.eval_benign(3), eval_adv=world.eval_forbidden(3))
+    assert [r["lr"] for r in rows] == [1e-4, 1e-3] and all(r["steps"] == 2 for r in rows)
+    assert set(rows[0]) == {"lr", "steps", "harmful_success", "benign_accuracy_after"}
+
+
+def test_controller_loosens_within_budget_and_tightens_outside():
+    assert harden.next_mix(0.0, True, up=0.3, down=0.1, top=0.9) == 0.0
+    assert harden.next_mix(0.5, True, up=0.3, down=0.1, top=0.9) == pytest.approx(0.4)
+    assert harden.next_mix(0.0, False, up=0.3, down=0.1, top=0.9) == pytest.approx(0.3)
+    assert harden.next_mix(0.8, False, up=0.3, down=0.1, top=0.9) == pytest.approx(0.9)
+
+
+def test_harden_keeps_the_last_copy_within_budget(tiny):
+    """With a negative tolerance no check is within budget: the model comes back unchanged."""
+    model, tok = tiny
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    hist = harden.harden(model, tok, steps=4, batch_size=4, n_data=16, utility_tolerance=-1.0, check_every=2)
+    assert [h.get("kept") for h in hist] == [None, False, None, False]
+    assert [h["benign_mix"] for h in hist] == pytest.approx([0.0, 0.0, 0.3, 0.3])
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_harden_within_budget_moves_the_model(tiny):
+    model, tok = tiny
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    hist = harden.harden(model, tok, steps=4, batch_size=4, n_data=16, utility_tolerance=2.0, check_every=2)
+    assert [h.get("kept") for h in hist] == [None, True, None, True]
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
