@@ -14,7 +14,8 @@ from seamharden.errors import ExitCode
 @click.command("demo")
 @click.option("--json", "as_json", is_flag=True, help='Print {"base": {...}, "hardened": {...}} as JSON.')
 @click.option("--seed", default=0, show_default=True, help="Seed of the toy world, pretraining and attacks.")
-@click.option("--quick", is_flag=True, help="A reduced run (fewer learning rates and evaluations).")
+@click.option("--quick", is_flag=True,
+              help="A reduced run: fewer evaluation prompts, same pretraining, hardening and attacks.")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=Path("~/.cache/seamharden/demo"),
               show_default=True, envvar="SEAMHARDEN_CACHE", help="Where the pretrained toy base model is cached.")
 def demo_command(as_json: bool, seed: int, quick: bool, cache_dir: Path) -> int:

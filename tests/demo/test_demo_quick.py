@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from seamharden.demo.attack import ATTACK
 from seamharden.demo.run import check_criteria
 
 
@@ -45,8 +46,8 @@ def test_attacks_stop_at_success_or_budget(demo_run):
     _, result = demo_run
     for side in result.values():
         for attack in side["attacks"]:
-            assert 0 <= attack["steps"] <= 150
-            assert attack["harmful_success"] >= 0.5 or attack["steps"] == 150
+            assert 0 <= attack["steps"] <= ATTACK["max_steps"]
+            assert attack["harmful_success"] >= ATTACK["success"] or attack["steps"] == ATTACK["max_steps"]
 
 
 @pytest.mark.slow
