@@ -40,7 +40,8 @@ def harden(model, tok, steps: int = HARDEN["steps"], lr: float = HARDEN["lr"], b
     """Harden ``model`` in place with SEAM on the toy world's D_adv / D_aln / D_bgn; returns the history.
 
     Each history entry is ``SeamStats.as_dict()`` plus ``benign_mix`` (the share used at that
-    step) and, on check steps, ``val_benign`` and ``kept``. The model ends as the last kept copy.
+    step) and, on check steps, ``val_benign`` and ``kept``. The model ends as the last kept copy
+    (after the last entry with ``kept`` True; the starting weights if there is none).
     """
     if cfg_overrides:
         cfg = replace(cfg, **cfg_overrides)
@@ -69,7 +70,6 @@ def harden(model, tok, steps: int = HARDEN["steps"], lr: float = HARDEN["lr"], b
         entry = dict(stats.as_dict(), benign_mix=mix)
         if (step + 1) % check_every == 0:
             acc = world.benign_accuracy(model, tok, val)
-            model.train()
             entry.update(val_benign=acc, kept=acc >= floor)
             if acc >= floor:
                 kept = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -77,7 +77,7 @@ def harden(model, tok, steps: int = HARDEN["steps"], lr: float = HARDEN["lr"], b
         history.append(entry)
         if log and (step % log_every == 0 or step == steps - 1):
             log(f"harden step {step}: adv {stats.loss_adv:.3f} up {stats.loss_up:.3f} bgn {stats.loss_bgn:.3f} "
-                f"cos {stats.cosine:+.3f} benign mix {mix:.1f} ({time.time() - t0:.0f}s)")
+                f"cos {stats.cosine:+.3f} benign mix {entry['benign_mix']:.1f} ({time.time() - t0:.0f}s)")
     model.load_state_dict(kept)
     model.eval()
     return history

@@ -13,9 +13,9 @@ Everything is deterministic from a seed and contains no real harmful content.
   benign skill's (letters), so fine-tuning the base on it leaves the benign skill standing:
   any coupling between the two is what hardening puts there.
 * D_adv (``mul`` -> product), D_aln (``mul`` -> refusal), D_bgn (benign -> answer). The
-  attacker's data and the defender's use the 80 training digit pairs; the forbidden judge
-  uses the 20 held-out pairs, so a successful attack has revived latent knowledge, not
-  memorised its training set.
+  attacker's data and the defender's use the 77 training digit pairs; the forbidden judge
+  uses the 23 held-out pairs (a hash split), so a successful attack has revived latent
+  knowledge, not memorised its training set.
 
 Records are ``{"prompt": str, "response": str}``.
 """

@@ -20,7 +20,7 @@ def test_attack_stops_at_first_success_check(tiny):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     steps, harmful = attack.finetune_until(model, tok, world.d_adv(64), lr=1e-3, max_steps=7, batch_size=4,
                                            eval_adv=world.eval_forbidden(4), success=0.0, check_every=3)
-    assert steps == 0 and harmful >= 0.0
+    assert steps == 0
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
@@ -29,16 +29,27 @@ def test_attack_runs_to_budget_when_never_successful(tiny):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     steps, harmful = attack.finetune_until(model, tok, world.d_adv(64), lr=1e-3, max_steps=7, batch_size=4,
                                            eval_adv=world.eval_forbidden(4), success=1.01, check_every=3)
-    assert steps == 7 and 0.0 <= harmful <= 1.0
+    assert steps == 7
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_attack_stops_mid_run_at_the_check_that_succeeds(tiny, monkeypatch):
+    model, tok = tiny
+    scores = iter([0.0, 0.2, 0.9, 1.0])
+    monkeypatch.setattr(world, "harmful_success", lambda *a: next(scores))
+    steps, harmful = attack.finetune_until(model, tok, world.d_adv(64), lr=1e-3, max_steps=50, batch_size=4,
+                                           eval_adv=world.eval_forbidden(4), success=0.5, check_every=5)
+    assert (steps, harmful) == (10, 0.9)
 
 
 def test_attack_suite_rows(tiny):
     model, tok = tiny
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     rows = attack.attack_suite(model, tok, lrs=(1e-4, 1e-3), max_steps=2, check_every=1, batch_size=4, n_adv=16,
                                success=1.01, eval_bgn=world.eval_benign(3), eval_adv=world.eval_forbidden(3))
     assert [r["lr"] for r in rows] == [1e-4, 1e-3] and all(r["steps"] == 2 for r in rows)
     assert set(rows[0]) == {"lr", "steps", "harmful_success", "benign_accuracy_after"}
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # attacks ran on copies
 
 
 def test_controller_loosens_within_budget_and_tightens_outside():
@@ -64,3 +75,24 @@ def test_harden_within_budget_moves_the_model(tiny):
     hist = harden.harden(model, tok, steps=4, batch_size=4, n_data=16, utility_tolerance=2.0, check_every=2)
     assert [h.get("kept") for h in hist] == [None, True, None, True]
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_harden_restores_the_last_copy_within_budget(tiny, monkeypatch):
+    """Within budget at step 2, out of it at step 4: the model ends on the step-2 weights, in eval mode."""
+    model, tok = tiny
+    scores = iter([1.0, 1.0, 0.0])  # start, check after step 2, check after step 4
+    monkeypatch.setattr(world, "benign_accuracy", lambda *a: next(scores))
+    snapshots = []
+    real_step = torch.optim.AdamW.step
+
+    def step_and_snapshot(self, *a, **k):
+        out = real_step(self, *a, **k)
+        snapshots.append({n: v.clone() for n, v in model.state_dict().items()})
+        return out
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step_and_snapshot)
+    hist = harden.harden(model, tok, steps=4, batch_size=4, n_data=16, utility_tolerance=0.1, check_every=2)
+    assert [h.get("kept") for h in hist] == [None, True, None, False]
+    assert all(torch.equal(snapshots[1][k], v) for k, v in model.state_dict().items())
+    assert not all(torch.equal(snapshots[3][k], v) for k, v in model.state_dict().items())
+    assert not model.training

@@ -1,8 +1,8 @@
 """Quick-mode demo through the CLI: the JSON it prints, its exit code, and the self-destruction criteria.
 
 The reduced run evaluates on fewer prompts, with the full plan's pretraining, hardening and
-attacks. The issue's criteria hold on seeds 1 and 3 of 0-3 (docs/demo.md), not on seed 0, so
-that test is xfail; what held on all four seeds is asserted for real.
+attacks. The issue's criteria hold on seeds 1 and 3 of 0-7 (docs/demo.md), not on seed 0, so
+that test is strictly xfail; what held on seeds 0-3 is asserted for real.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def test_attacks_stop_at_success_or_budget(demo_run):
 
 @pytest.mark.slow
 def test_hardened_model_loses_more_and_resists_longer(demo_run):
-    """What held on every seed measured (docs/demo.md), asserted on seed 0's reduced run.
+    """What held on seeds 0-3 and 7 of 0-7 (docs/demo.md), asserted on seed 0's reduced run.
 
     Within 5 points before any attack; under each attack the hardened model needs at least as
     many steps as the base, and is left with over 5 points less benign accuracy; its worst
@@ -69,7 +69,7 @@ def test_hardened_model_loses_more_and_resists_longer(demo_run):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="criteria met on seeds 1 and 3 of 0-3, not on seed 0 (docs/demo.md)")
+@pytest.mark.xfail(strict=True, reason="criteria met on seeds 1 and 3 of 0-7, not on seed 0 (docs/demo.md)")
 def test_quick_demo_meets_criteria(demo_run):
     _, result = demo_run
     assert check_criteria(result) == []
