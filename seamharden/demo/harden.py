@@ -33,6 +33,10 @@ def next_mix(mix: float, within_budget: bool, up: float, down: float, top: float
     return max(0.0, mix - down) if within_budget else min(top, mix + up)
 
 
+def _weights(model) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 def harden(model, tok, steps: int = HARDEN["steps"], lr: float = HARDEN["lr"], batch_size: int = HARDEN["batch_size"],
            cfg: SeamConfig = HARDEN["seam"], n_data: int = HARDEN["n_data"],
            utility_tolerance: float = HARDEN["utility_tolerance"], check_every: int = HARDEN["check_every"],
@@ -49,7 +53,7 @@ def harden(model, tok, steps: int = HARDEN["steps"], lr: float = HARDEN["lr"], b
     adv, aln, bgn = world.d_adv(n_data, seed), world.d_aln(n_data, seed), world.d_bgn(n_data, seed)
     val = world.val_benign(HARDEN["n_val"], seed)
     floor = world.benign_accuracy(model, tok, val) - utility_tolerance
-    kept = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    kept = _weights(model)
     rng = random.Random(f"harden-{seed}")
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
@@ -70,10 +74,11 @@ def harden(model, tok, steps: int = HARDEN["steps"], lr: float = HARDEN["lr"], b
         entry = dict(stats.as_dict(), benign_mix=mix)
         if (step + 1) % check_every == 0:
             acc = world.benign_accuracy(model, tok, val)
-            entry.update(val_benign=acc, kept=acc >= floor)
-            if acc >= floor:
-                kept = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            mix = next_mix(mix, acc >= floor, HARDEN["mix_up"], HARDEN["mix_down"], HARDEN["max_mix"])
+            within = acc >= floor
+            entry.update(val_benign=acc, kept=within)
+            if within:
+                kept = _weights(model)
+            mix = next_mix(mix, within, HARDEN["mix_up"], HARDEN["mix_down"], HARDEN["max_mix"])
         history.append(entry)
         if log and (step % log_every == 0 or step == steps - 1):
             log(f"harden step {step}: adv {stats.loss_adv:.3f} up {stats.loss_up:.3f} bgn {stats.loss_bgn:.3f} "

@@ -8,6 +8,14 @@ import torch
 from seamharden.demo import attack, harden, pretrain, world
 
 
+def _weights(model) -> dict:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _unchanged(before: dict, model) -> bool:
+    return all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 @pytest.fixture()
 def tiny():
     tok = pretrain.build_char_tokenizer()
@@ -17,20 +25,20 @@ def tiny():
 
 def test_attack_stops_at_first_success_check(tiny):
     model, tok = tiny
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    steps, harmful = attack.finetune_until(model, tok, world.d_adv(64), lr=1e-3, max_steps=7, batch_size=4,
-                                           eval_adv=world.eval_forbidden(4), success=0.0, check_every=3)
+    before = _weights(model)
+    steps, _ = attack.finetune_until(model, tok, world.d_adv(64), lr=1e-3, max_steps=7, batch_size=4,
+                                     eval_adv=world.eval_forbidden(4), success=0.0, check_every=3)
     assert steps == 0
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert _unchanged(before, model)
 
 
 def test_attack_runs_to_budget_when_never_successful(tiny):
     model, tok = tiny
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    steps, harmful = attack.finetune_until(model, tok, world.d_adv(64), lr=1e-3, max_steps=7, batch_size=4,
-                                           eval_adv=world.eval_forbidden(4), success=1.01, check_every=3)
+    before = _weights(model)
+    steps, _ = attack.finetune_until(model, tok, world.d_adv(64), lr=1e-3, max_steps=7, batch_size=4,
+                                     eval_adv=world.eval_forbidden(4), success=1.01, check_every=3)
     assert steps == 7
-    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not _unchanged(before, model)
 
 
 def test_attack_stops_mid_run_at_the_check_that_succeeds(tiny, monkeypatch):
@@ -44,12 +52,12 @@ def test_attack_stops_mid_run_at_the_check_that_succeeds(tiny, monkeypatch):
 
 def test_attack_suite_rows(tiny):
     model, tok = tiny
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    before = _weights(model)
     rows = attack.attack_suite(model, tok, lrs=(1e-4, 1e-3), max_steps=2, check_every=1, batch_size=4, n_adv=16,
                                success=1.01, eval_bgn=world.eval_benign(3), eval_adv=world.eval_forbidden(3))
     assert [r["lr"] for r in rows] == [1e-4, 1e-3] and all(r["steps"] == 2 for r in rows)
     assert set(rows[0]) == {"lr", "steps", "harmful_success", "benign_accuracy_after"}
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # attacks ran on copies
+    assert _unchanged(before, model)  # attacks ran on copies
 
 
 def test_controller_loosens_within_budget_and_tightens_outside():
@@ -62,19 +70,19 @@ def test_controller_loosens_within_budget_and_tightens_outside():
 def test_harden_keeps_the_last_copy_within_budget(tiny):
     """With a negative tolerance no check is within budget: the model comes back unchanged."""
     model, tok = tiny
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    before = _weights(model)
     hist = harden.harden(model, tok, steps=4, batch_size=4, n_data=16, utility_tolerance=-1.0, check_every=2)
     assert [h.get("kept") for h in hist] == [None, False, None, False]
     assert [h["benign_mix"] for h in hist] == pytest.approx([0.0, 0.0, 0.3, 0.3])
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert _unchanged(before, model)
 
 
 def test_harden_within_budget_moves_the_model(tiny):
     model, tok = tiny
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    before = _weights(model)
     hist = harden.harden(model, tok, steps=4, batch_size=4, n_data=16, utility_tolerance=2.0, check_every=2)
     assert [h.get("kept") for h in hist] == [None, True, None, True]
-    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not _unchanged(before, model)
 
 
 def test_harden_restores_the_last_copy_within_budget(tiny, monkeypatch):
@@ -87,12 +95,12 @@ def test_harden_restores_the_last_copy_within_budget(tiny, monkeypatch):
 
     def step_and_snapshot(self, *a, **k):
         out = real_step(self, *a, **k)
-        snapshots.append({n: v.clone() for n, v in model.state_dict().items()})
+        snapshots.append(_weights(model))
         return out
 
     monkeypatch.setattr(torch.optim.AdamW, "step", step_and_snapshot)
     hist = harden.harden(model, tok, steps=4, batch_size=4, n_data=16, utility_tolerance=0.1, check_every=2)
     assert [h.get("kept") for h in hist] == [None, True, None, False]
-    assert all(torch.equal(snapshots[1][k], v) for k, v in model.state_dict().items())
-    assert not all(torch.equal(snapshots[3][k], v) for k, v in model.state_dict().items())
+    assert _unchanged(snapshots[1], model)
+    assert not _unchanged(snapshots[3], model)
     assert not model.training
