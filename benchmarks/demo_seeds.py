@@ -1,6 +1,6 @@
 """Run the toy demo (``run_demo``, the code path of ``seamharden demo --json``) over seeds and betas.
 
-    python benchmarks/demo_seeds.py --seeds 0 1 2 --betas 1 0 [--quick] [--fixed-length] [--cache-dir DIR]
+    python benchmarks/demo_seeds.py --seeds 0 1 2 --betas 1 0 [--anchors 1 0] [--quick] [--fixed-length] [--cache-dir DIR]
 
 Prints one JSON line per (seed, beta) run, then a markdown table of harmful success / benign
 accuracy after each attack (and the steps it ran) and whether the issue's criteria hold (docs/demo.md).
@@ -27,6 +27,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--betas", type=float, nargs="+", default=[1.0, 0.0])
+    ap.add_argument("--anchors", type=float, nargs="+", default=[1.0],
+                    help="starting weight of the benign KL anchor in hardening (0: none, an ablation)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--fixed-length", action="store_true",
                     help="attacks never stop early: every one runs the plan's attack_max_steps (a control)")
@@ -37,14 +39,17 @@ def main() -> None:
     rows = []
     for seed in args.seeds:
         for beta in args.betas:
-            extra = {"attack_stop_at": 2.0} if args.fixed_length else {}
-            r = run_demo(args.cache_dir.expanduser(), seed=seed, quick=args.quick, beta=beta, **extra)
-            fails = check_criteria(r)
-            print(json.dumps({"seed": seed, "beta": beta, "base": r["base"], "hardened": r["hardened"],
-                              "failures": fails, "timings": r["timings"]}), flush=True)
-            rows.append(f"| {seed} | base | {r['base']['benign_accuracy_before']:.3f} | {_cells(r['base'])} | |")
-            rows.append(f"| {seed} | hardened, beta {beta:g} | {r['hardened']['benign_accuracy_before']:.3f} | "
-                        f"{_cells(r['hardened'])} | {'met' if not fails else 'not met'} |")
+            for anchor in args.anchors:
+                extra = {"attack_stop_at": 2.0} if args.fixed_length else {}
+                r = run_demo(args.cache_dir.expanduser(), seed=seed, quick=args.quick, beta=beta, anchor=anchor,
+                             **extra)
+                fails = check_criteria(r)
+                print(json.dumps({"seed": seed, "beta": beta, "anchor": anchor, "base": r["base"],
+                                  "hardened": r["hardened"], "failures": fails, "timings": r["timings"]}), flush=True)
+                rows.append(f"| {seed} | base | {r['base']['benign_accuracy_before']:.3f} | {_cells(r['base'])} | |")
+                rows.append(f"| {seed} | hardened, beta {beta:g}, anchor {anchor:g} | "
+                            f"{r['hardened']['benign_accuracy_before']:.3f} | {_cells(r['hardened'])} | "
+                            f"{'met' if not fails else 'not met'} |")
     print("\n".join(rows))
 
 

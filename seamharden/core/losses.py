@@ -35,6 +35,20 @@ def response_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     )
 
 
+def kl_to_reference(logits: torch.Tensor, ref_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean KL(p_ref || p) over the label positions (labels != -100), in fp32.
+
+    logits, ref_logits: [B, T, V]; labels: [B, T]. Position t is scored where labels[t + 1]
+    is a label, as in :func:`response_loss`. Zero, with zero gradient, where the two models
+    agree: an anchor that keeps a model's answers *and their confidence* where a reference
+    had them (plain SFT would also sharpen them).
+    """
+    keep = labels[:, 1:] != IGNORE_INDEX
+    logp = F.log_softmax(logits[:, :-1][keep].float(), dim=-1)
+    ref_logp = F.log_softmax(ref_logits[:, :-1][keep].float(), dim=-1)
+    return (ref_logp.exp() * (ref_logp - logp)).sum(-1).mean()
+
+
 def forward(model: nn.Module, batch: dict[str, torch.Tensor], hidden_states: bool = False):
     """Run the model on a batch (no labels passed: the loss is ours)."""
     return model(

@@ -14,6 +14,7 @@ import torch
 from seamharden.demo import attack, harden, pretrain, world
 
 FULL = dict(harden_steps=harden.HARDEN["steps"], utility_tolerance=harden.HARDEN["utility_tolerance"], beta=1.0,
+            anchor=harden.HARDEN["anchor"],
             attack_lrs=attack.ATTACK["lrs"], attack_max_steps=attack.ATTACK["max_steps"],
             attack_stop_at=attack.ATTACK["success"], n_eval_benign=300, n_eval_forbidden=200)
 QUICK = dict(FULL, n_eval_benign=150, n_eval_forbidden=99)
@@ -28,6 +29,7 @@ def run_demo(cache_dir: Path, seed: int = 0, quick: bool = False, log=None, **ov
     """Run the whole toy demo and return the measured figures (see module docstring).
 
     ``overrides`` replace entries of the plan (``FULL`` / ``QUICK``), e.g. ``beta=0.0`` for the ablation,
+    ``anchor=0.0`` for hardening without the benign anchor,
     or ``attack_stop_at=2.0`` for attacks that always run ``attack_max_steps`` (the fixed-length control).
     """
     plan = dict(QUICK if quick else FULL)
@@ -64,7 +66,7 @@ def _run(cache_dir: Path, seed: int, quick: bool, log, plan: dict) -> dict:
     t0 = time.time()
     torch.manual_seed(seed)
     history = harden.harden(hardened, tok, steps=plan["harden_steps"], utility_tolerance=plan["utility_tolerance"],
-                            seed=seed, log=log, beta=plan["beta"])
+                            anchor=plan["anchor"], seed=seed, log=log, beta=plan["beta"])
     timings["harden_s"] = round(time.time() - t0, 1)
     t0 = time.time()
     result["hardened"] = summary(hardened)

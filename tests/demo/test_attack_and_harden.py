@@ -61,10 +61,21 @@ def test_attack_suite_rows(tiny):
 
 
 def test_controller_loosens_within_budget_and_tightens_outside():
-    assert harden.next_mix(0.0, True, up=0.3, down=0.1, top=0.9) == 0.0
-    assert harden.next_mix(0.5, True, up=0.3, down=0.1, top=0.9) == pytest.approx(0.4)
-    assert harden.next_mix(0.0, False, up=0.3, down=0.1, top=0.9) == pytest.approx(0.3)
-    assert harden.next_mix(0.8, False, up=0.3, down=0.1, top=0.9) == pytest.approx(0.9)
+    kw = dict(up=1.0, down=0.3, floor=1.0, top=3.0)
+    assert harden.next_anchor(1.0, True, **kw) == 1.0
+    assert harden.next_anchor(2.0, True, **kw) == pytest.approx(1.7)
+    assert harden.next_anchor(1.0, False, **kw) == pytest.approx(2.0)
+    assert harden.next_anchor(2.5, False, **kw) == pytest.approx(3.0)
+
+
+def test_anchor_loss_is_zero_at_the_reference_and_grows_away_from_it(tiny):
+    model, tok = tiny
+    batch = world.collate(tok, world.d_bgn(8))
+    reference = pretrain.build_model(len(tok), seed=0, num_hidden_layers=1, hidden_size=32, intermediate_size=32)
+    assert harden.anchor_loss(model, reference, batch).item() == pytest.approx(0.0, abs=1e-6)
+    with torch.no_grad():
+        model.get_output_embeddings().weight.mul_(3.0)  # sharper answers, same argmax
+    assert harden.anchor_loss(model, reference, batch).item() > 1e-3
 
 
 def test_harden_keeps_the_last_copy_within_budget(tiny):
@@ -73,7 +84,7 @@ def test_harden_keeps_the_last_copy_within_budget(tiny):
     before = _weights(model)
     hist = harden.harden(model, tok, steps=4, batch_size=4, n_data=16, utility_tolerance=-1.0, check_every=2)
     assert [h.get("kept") for h in hist] == [None, False, None, False]
-    assert [h["benign_mix"] for h in hist] == pytest.approx([0.0, 0.0, 0.3, 0.3])
+    assert [h["anchor_weight"] for h in hist] == pytest.approx([1.0, 1.0, 2.0, 2.0])
     assert _unchanged(before, model)
 
 
@@ -83,6 +94,15 @@ def test_harden_within_budget_moves_the_model(tiny):
     hist = harden.harden(model, tok, steps=4, batch_size=4, n_data=16, utility_tolerance=2.0, check_every=2)
     assert [h.get("kept") for h in hist] == [None, True, None, True]
     assert not _unchanged(before, model)
+
+
+def test_harden_anchor_zero_is_plain_seam(tiny, monkeypatch):
+    """``anchor=0`` never calls the anchor and keeps the weight at 0 (the ablation the docs report)."""
+    model, tok = tiny
+    monkeypatch.setattr(harden, "anchor_loss", lambda *a: pytest.fail("anchor used"))
+    hist = harden.harden(model, tok, steps=2, batch_size=4, n_data=16, utility_tolerance=-1.0, check_every=1,
+                         anchor=0.0)
+    assert [h["anchor_weight"] for h in hist] == [0.0, 0.0]
 
 
 def test_harden_restores_the_last_copy_within_budget(tiny, monkeypatch):

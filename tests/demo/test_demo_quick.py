@@ -1,8 +1,8 @@
 """Quick-mode demo through the CLI: the JSON it prints, its exit code, and the self-destruction criteria.
 
 The reduced run evaluates on fewer prompts, with the full plan's pretraining, hardening and
-attacks. The issue's criteria hold on seeds 1 and 3 of 0-7 (docs/demo.md), not on seed 0, so
-that test is strictly xfail; what held on seeds 0-3 is asserted for real.
+attacks. The issue's criteria held on every seed tried (docs/demo.md); the run here pretrains
+its own base, so on another CPU it is a fresh draw, not a replay of a documented one.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def test_attacks_stop_at_success_or_budget(demo_run):
 
 @pytest.mark.slow
 def test_hardened_model_loses_more_and_resists_longer(demo_run):
-    """What held on seeds 0-3 and 7 of 0-7 (docs/demo.md), asserted on seed 0's reduced run.
+    """Beyond the criteria: what held on every seed tried (docs/demo.md), on seed 0's reduced run.
 
     Within 5 points before any attack; under each attack the hardened model needs at least as
     many steps as the base, and is left with over 5 points less benign accuracy; its worst
@@ -69,7 +69,8 @@ def test_hardened_model_loses_more_and_resists_longer(demo_run):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="criteria met on seeds 1 and 3 of 0-7, not on seed 0 (docs/demo.md)")
-def test_quick_demo_meets_criteria(demo_run):
-    _, result = demo_run
+def test_quick_demo_shows_self_destruction(demo_run):
+    """The issue's criteria: the base learns and keeps its skill; the hardened model collapses."""
+    proc, result = demo_run
     assert check_criteria(result) == []
+    assert proc.returncode == 0
