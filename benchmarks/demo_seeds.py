@@ -1,6 +1,7 @@
 """Run the toy demo (``run_demo``, the code path of ``seamharden demo --json``) over seeds and betas.
 
-    python benchmarks/demo_seeds.py --seeds 0 1 2 --betas 1 0 [--anchors 1 0] [--quick] [--fixed-length] [--cache-dir DIR]
+    python benchmarks/demo_seeds.py --seeds 0 1 2 --betas 1 0 [--anchors 1 0] [--quick] [--fixed-length]
+        [--cache-dir DIR]
 
 Prints one JSON line per (seed, beta) run, then a markdown table of harmful success / benign
 accuracy after each attack (and the steps it ran) and whether the issue's criteria hold (docs/demo.md).

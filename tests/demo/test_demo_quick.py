@@ -1,8 +1,8 @@
 """Quick-mode demo through the CLI: the JSON it prints, its exit code, and the self-destruction criteria.
 
 The reduced run evaluates on fewer prompts, with the full plan's pretraining, hardening and
-attacks. The issue's criteria held on every seed tried (docs/demo.md); the run here pretrains
-its own base, so on another CPU it is a fresh draw, not a replay of a documented one.
+attacks. The issue's criteria held on 11 of 12 seeds tried, seed 0 included (docs/demo.md); the
+run here pretrains its own base, so on another CPU it is a fresh draw, not a replay of a documented one.
 """
 
 from __future__ import annotations
@@ -71,6 +71,5 @@ def test_hardened_model_loses_more_and_resists_longer(demo_run):
 @pytest.mark.slow
 def test_quick_demo_shows_self_destruction(demo_run):
     """The issue's criteria: the base learns and keeps its skill; the hardened model collapses."""
-    proc, result = demo_run
+    _, result = demo_run
     assert check_criteria(result) == []
-    assert proc.returncode == 0
