@@ -25,9 +25,14 @@ from seamharden.recipe.memory import estimate_memory
 from seamharden.recipe.schema import Recipe
 from seamharden.report.card import write_unverified_card
 from seamharden.train import loop
+from seamharden.train.utility import UtilityController, reference_mode
 
 RUN_STATE = "run.json"
 RECIPE_FILE = "recipe.yaml"
+
+
+SmokeTest = Callable[[str, Path, Recipe, dict], dict]
+"""``(base, out_dir, recipe, hardening) -> {"ran", "verdict"}``; ``hardening`` is ``hardening_summary``'s dict."""
 
 
 @dataclass
@@ -36,6 +41,32 @@ class ProtectOutcome:
     finished: bool
     steps_done: int
     smoke_test: dict | None
+    hardening: dict | None = None
+
+
+def run_smoke_test(base: str, out_dir: Path, recipe: Recipe, hardening: dict) -> dict:
+    """The default smoke test: the recipe's attack suite on base and hardened, the report into ``out_dir``.
+
+    The hardening summary (steps, the kept step of the utility controller) goes into
+    report.json's ``results.extra.hardening``. Returns the manifest's smoke-test summary.
+    """
+    from seamharden.attack.suite import run_suite
+    from seamharden.report import write_report
+
+    result, verdict = run_suite(base, str(out_dir), recipe)
+    result.extra["hardening"] = dict(hardening)
+    write_report(result, verdict, out_dir, title=f"{out_dir.name}: SEAM robustness report",
+                 base_model=base, recipe_name=recipe.name)
+    return {"ran": True, "verdict": verdict.status}
+
+
+def hardening_summary(recipe: Recipe, outcome: loop.TrainOutcome) -> dict:
+    """What the run did, for run.json, the manifest and the report: steps and the utility budget."""
+    summary: dict = {"steps": outcome.steps_done, "anchor": recipe.utility.anchor}
+    if recipe.utility.controller:
+        summary |= {"kept_step": outcome.kept_step, "utility_metric": recipe.utility.metric,
+                    "utility_start": outcome.val_start, "utility_tolerance": recipe.utility.tolerance}
+    return summary
 
 
 def default_output_dir(model_ref: str) -> Path:
@@ -104,12 +135,49 @@ def dry_run_plan(model_ref: str, recipe: Recipe) -> dict:
     dtype = recipe.model.dtype
     if dtype == "auto":
         dtype = "bfloat16" if default_device().type == "cuda" else "float32"
+    reference = reference_mode(recipe.utility, recipe.model.lora is not None) if recipe.utility.anchor > 0 else None
     memory = estimate_memory(
         total, trainable, dtype, recipe.train.optimizer, recipe.model.gradient_checkpointing,
         recipe.train.batch_size, recipe.data.max_length, text.hidden_size, text.num_hidden_layers,
+        reference_copy=reference == "copy", kept_copies=recipe.utility.controller,
     )
     return {"model": model_ref, "parameters": total, "trainable_parameters": trainable,
-            "recipe_hash": recipe_hash(recipe), "memory_bytes": memory}
+            "recipe_hash": recipe_hash(recipe), "memory_bytes": memory, "dtype": dtype,
+            "anchor_reference": reference}
+
+
+def validation_score(recipe: Recipe, tokenizer, records: list[dict], template: str):
+    """The utility controller's score on the defender's validation records (``recipe.utility.metric``).
+
+    ``loss``: token-mean response cross-entropy; ``exact_match``: share of greedy answers equal
+    to the record's response. Both under ``no_grad`` in eval mode (the train mode is restored).
+    """
+    from seamharden.attack.evaluate import generate_answers, response_ce
+    from seamharden.data import encode_example, encode_prompt, pad_id
+
+    section = recipe.utility
+    records = records[: section.val_samples]
+    pad = pad_id(tokenizer)
+    if section.metric == "loss":
+        examples = [encode_example(tokenizer, r["prompt"], r["response"], template, recipe.data.max_length)
+                    for r in records]
+    else:
+        prompts = [encode_prompt(tokenizer, r["prompt"], template)[-(recipe.data.max_length - 1):] for r in records]
+        answers = [r["response"] for r in records]
+
+    def score(model) -> float:
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                if section.metric == "loss":
+                    return response_ce(model, examples, pad)
+                outs = generate_answers(model, tokenizer, prompts, pad, section.max_new_tokens, batch_size=64)
+                return sum(o.strip() == a.strip() for o, a in zip(outs, answers)) / max(1, len(answers))
+        finally:
+            model.train(was_training)
+
+    return score
 
 
 def _refusal_generator(model, tokenizer, template: str) -> Callable[[list[str]], list[str]]:
@@ -154,13 +222,13 @@ def protect(
     *,
     resume: bool = False,
     stop_after: int | None = None,
-    smoke_test: Callable[[str, Path, Recipe], dict] | None = None,
+    smoke_test: SmokeTest | None = run_smoke_test,
     on_step: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_stage: Callable[[str], None] | None = None,
     device: torch.device | None = None,
 ) -> ProtectOutcome:
-    """Harden ``model_ref`` into ``out_dir``; ``smoke_test(base, out_dir, recipe)`` returns its summary.
+    """Harden ``model_ref`` into ``out_dir``, then run ``smoke_test`` (default: the attack suite; None: skip).
 
     Stages, recorded in ``run.json``: ``training`` (checkpoints under ``checkpoints/``), then
     ``trained`` (model saved; a resume goes straight to the smoke test), then the manifest.
@@ -174,7 +242,7 @@ def protect(
     state = prepare_output_dir(out_dir, model_ref, rhash, resume)
 
     if state is not None and state.get("stage") == "trained":
-        fingerprints, steps_done = state["data_fingerprints"], recipe.train.steps
+        fingerprints, hardening = state["data_fingerprints"], state["hardening"]
     else:
         stage("loading")
         loaded = load_model(model_ref, recipe.model, device)
@@ -182,7 +250,9 @@ def protect(
         generate = None
         if recipe.data.aln_refusals == "generate":
             generate = _refusal_generator(model, loaded.tokenizer, recipe.data.template)
-        data = build_seam_data(recipe.data, loaded.tokenizer, recipe.train.batch_size, recipe.train.seed, generate)
+        data = build_seam_data(recipe.data, loaded.tokenizer, recipe.train.batch_size, recipe.train.seed, generate,
+                               val=recipe.utility.val,
+                               val_samples=recipe.utility.val_samples if recipe.utility.controller else 0)
         _check_same_inputs(state, data.fingerprints, loaded.commit)
         fingerprints = data.fingerprints
         run = {"model": model_ref, "recipe_hash": rhash, "data_fingerprints": fingerprints,
@@ -190,20 +260,23 @@ def protect(
         out_dir.mkdir(parents=True, exist_ok=True)
         _write_state(out_dir, {**run, "stage": "training"})
         stage("training")
+        score = validation_score(recipe, loaded.tokenizer, data.val_bgn, data.template) \
+            if recipe.utility.controller else None
         outcome = loop.train(model, data, recipe, out_dir, resume=resume, stop_after=stop_after, on_step=on_step,
-                             should_stop=should_stop)
+                             should_stop=should_stop, score=score)
         if not outcome.finished:
             return ProtectOutcome(out_dir, False, outcome.steps_done, None)
         stage("saving")
         save_hardened(model, loaded.tokenizer, recipe, out_dir)
-        _write_state(out_dir, {**run, "stage": "trained"})
-        steps_done = outcome.steps_done
+        hardening = hardening_summary(recipe, outcome)
+        _write_state(out_dir, {**run, "stage": "trained", "hardening": hardening})
         del model, loaded, data
+    UtilityController.discard(out_dir)
 
     if smoke_test is not None:
         stage("smoke-test")
         try:
-            summary = smoke_test(model_ref, out_dir, recipe)
+            summary = smoke_test(model_ref, out_dir, recipe, hardening)
         except KeyboardInterrupt:
             raise UserError(f"interrupted during the smoke test; the hardened model is saved in {out_dir}; "
                             "finish with --resume", ExitCode.INTERRUPTED) from None
@@ -215,6 +288,6 @@ def protect(
     write_manifest(
         out_dir, base_model=model_ref, base_revision=recipe.model.revision, recipe_hash=rhash,
         data_fingerprints=fingerprints, smoke_test=summary,
-        extra={"steps": steps_done, "recipe": recipe.name},
+        extra={**hardening, "recipe": recipe.name},
     )
-    return ProtectOutcome(out_dir, True, steps_done, summary)
+    return ProtectOutcome(out_dir, True, hardening["steps"], summary, hardening)

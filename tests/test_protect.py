@@ -50,13 +50,13 @@ def test_protect_writes_a_complete_output_directory(tiny_llama_dir, tmp_path):
 def test_resume_reproduces_the_uninterrupted_losses(tiny_llama_dir, tmp_path):
     recipe = load_recipe("tiny", FAST)
     full, split = tmp_path / "full", tmp_path / "split"
-    protect(str(tiny_llama_dir), full, recipe)
-    first = protect(str(tiny_llama_dir), split, recipe, stop_after=3)
+    protect(str(tiny_llama_dir), full, recipe, smoke_test=None)
+    first = protect(str(tiny_llama_dir), split, recipe, stop_after=3, smoke_test=None)
     assert not first.finished and first.steps_done == 3
     assert not (split / "seamharden.json").exists()
     with pytest.raises(Exception, match="--resume"):
-        protect(str(tiny_llama_dir), split, recipe)
-    second = protect(str(tiny_llama_dir), split, recipe, resume=True)
+        protect(str(tiny_llama_dir), split, recipe, smoke_test=None)
+    second = protect(str(tiny_llama_dir), split, recipe, resume=True, smoke_test=None)
     assert second.finished and second.steps_done == 6
     assert _losses(split) == _losses(full)
     assert load_file(split / "model.safetensors").keys() == load_file(full / "model.safetensors").keys()
@@ -67,7 +67,7 @@ def test_resume_reproduces_the_uninterrupted_losses(tiny_llama_dir, tmp_path):
 def test_eight_bit_optimizer_path_runs(tiny_llama_dir, tmp_path):
     out = tmp_path / "out8"
     recipe = load_recipe("tiny", [*FAST, "train.steps=2", "train.optimizer=adamw8bit"])
-    assert protect(str(tiny_llama_dir), out, recipe).finished
+    assert protect(str(tiny_llama_dir), out, recipe, smoke_test=None).finished
     assert len(_losses(out)) == 2
 
 
@@ -97,7 +97,7 @@ def test_dry_run_prints_resolved_recipe_and_memory(tiny_llama_dir, tmp_path):
 def test_refuses_to_overwrite_a_finished_directory(tiny_llama_dir, tmp_path):
     out = tmp_path / "done"
     recipe = load_recipe("tiny", [*FAST, "train.steps=1"])
-    protect(str(tiny_llama_dir), out, recipe)
+    protect(str(tiny_llama_dir), out, recipe, smoke_test=None)
     proc = _cli("protect", str(tiny_llama_dir), str(out), "--recipe", "tiny", "--no-smoke-test")
     assert proc.returncode == 2 and "already holds a finished" in proc.stderr
 
@@ -110,7 +110,7 @@ def test_lora_recipe_trains_adapters_and_saves_a_merged_model(tiny_llama_dir, tm
                                   "data.bgn.kind=builtin", "data.bgn.path=bgn", "data.bgn.columns.input=null",
                                   "data.adv.where={}", "data.aln.where={}", "data.bgn.columns.response=response",
                                   "data.bgn.columns.prompt=prompt", "train.optimizer=adamw"])
-    assert protect(str(tiny_llama_dir), out, recipe).finished
+    assert protect(str(tiny_llama_dir), out, recipe, smoke_test=None).finished
     saved = load_file(out / "model.safetensors")
     base = load_file(tiny_llama_dir / "model.safetensors")
     assert saved.keys() == base.keys()  # merged: plain weights, no adapter keys
@@ -171,7 +171,7 @@ def test_interrupted_smoke_test_resumes_without_retraining(tiny_llama_dir, tmp_p
     recipe = load_recipe("tiny", [*FAST, "train.steps=2"])
     out = tmp_path / "smoke-interrupted"
 
-    def interrupted(base, out_dir, recipe):
+    def interrupted(base, out_dir, recipe, hardening):
         raise KeyboardInterrupt
 
     with pytest.raises(UserError, match="during the smoke test") as err:
@@ -182,7 +182,7 @@ def test_interrupted_smoke_test_resumes_without_retraining(tiny_llama_dir, tmp_p
     trained = load_file(out / "model.safetensors")
     seen = []
     result = protect(str(tiny_llama_dir), out, recipe, resume=True,
-                     smoke_test=lambda base, d, r: seen.append(d) or {"ran": True, "verdict": "pass"})
+                     smoke_test=lambda base, d, r, h: seen.append(d) or {"ran": True, "verdict": "pass"})
     assert result.finished and seen == [out]
     assert len(_losses(out)) == 2  # not retrained
     assert all(v.equal(load_file(out / "model.safetensors")[k]) for k, v in trained.items())
@@ -193,7 +193,7 @@ def test_no_smoke_test_writes_a_card_without_claims(tiny_llama_dir, tmp_path):
     from huggingface_hub import ModelCard
 
     out = tmp_path / "nocard"
-    protect(str(tiny_llama_dir), out, load_recipe("tiny", [*FAST, "train.steps=1"]))
+    protect(str(tiny_llama_dir), out, load_recipe("tiny", [*FAST, "train.steps=1"]), smoke_test=None)
     card = ModelCard.load(out / "README.md")
     assert card.data.base_model == str(tiny_llama_dir) and "seamharden" in card.data.tags
     assert "No attack smoke test was run" in card.text
@@ -221,7 +221,7 @@ def test_resume_refuses_changed_data(tiny_llama_dir, tmp_path):
     data_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
     recipe = load_recipe("tiny", [*FAST, "data.bgn.kind=local", f"data.bgn.path={data_file}"])
     out = tmp_path / "changed"
-    protect(str(tiny_llama_dir), out, recipe, stop_after=1)
+    protect(str(tiny_llama_dir), out, recipe, stop_after=1, smoke_test=None)
     data_file.write_text("".join(json.dumps(r) + "\n" for r in rows[:-5]))
     with pytest.raises(UserError, match="data changed"):
-        protect(str(tiny_llama_dir), out, recipe, resume=True)
+        protect(str(tiny_llama_dir), out, recipe, resume=True, smoke_test=None)

@@ -34,8 +34,11 @@ def _print_plan(console: Console, recipe, plan: dict) -> None:
     console.print(dump_recipe_yaml(recipe), markup=False, highlight=False)
     console.print(f"# model {plan['model']}: {plan['parameters']:,} parameters, "
                   f"{plan['trainable_parameters']:,} trainable; recipe hash {plan['recipe_hash'][:12]}")
+    memory = plan["memory_bytes"]
     console.print("# memory estimate (GiB): " + ", ".join(
-        f"{k} {v / GIB:.2f}" for k, v in plan["memory_bytes"].items() if k != "pageable"))
+        f"{k} {v / GIB:.2f}" for k, v in memory.items() if k not in ("pageable", "disk_kept_copies")))
+    if memory.get("disk_kept_copies"):
+        console.print(f"# disk for the utility controller's kept weights: up to {memory['disk_kept_copies'] / GIB:.2f} GiB")
 
 
 def _check_push_target(repo_id: str, endpoint: str | None) -> dict:
@@ -80,17 +83,6 @@ def _graceful_interrupt():
         signal.signal(signal.SIGINT, previous)
 
 
-def smoke_test(base: str, out_dir: Path, recipe) -> dict:
-    """Run the attack suite on base and hardened, write the report into ``out_dir``; the manifest's summary."""
-    from seamharden.attack.suite import run_suite
-    from seamharden.report import write_report
-
-    result, verdict = run_suite(base, str(out_dir), recipe)
-    write_report(result, verdict, out_dir, title=f"{out_dir.name}: SEAM robustness report",
-                 base_model=base, recipe_name=recipe.name)
-    return {"ran": True, "verdict": verdict.status}
-
-
 @click.command("protect")
 @click.argument("model")
 @click.argument("output_dir", required=False, type=click.Path(path_type=Path))
@@ -115,7 +107,7 @@ def protect_command(model, output_dir, overrides, recipe_name, dry_run, resume, 
     An OUTPUT_DIR written in the form key=value is read as an override.
     """
     from seamharden.modeling import check_model_reference
-    from seamharden.protect import default_output_dir, dry_run_plan, protect
+    from seamharden.protect import default_output_dir, dry_run_plan, protect, run_smoke_test
 
     if output_dir is not None and "=" in str(output_dir):
         overrides, output_dir = (str(output_dir), *overrides), None
@@ -142,7 +134,7 @@ def protect_command(model, output_dir, overrides, recipe_name, dry_run, resume, 
                 progress.update(task, stats=name)
 
         outcome = protect(model, out_dir, recipe, resume=resume, stop_after=stop_after,
-                          smoke_test=None if no_smoke_test else smoke_test, on_step=on_step,
+                          smoke_test=None if no_smoke_test else run_smoke_test, on_step=on_step,
                           should_stop=interrupts.should_stop, on_stage=on_stage)
     summary = {"output_dir": str(outcome.out_dir), "finished": outcome.finished, "steps": outcome.steps_done,
                "smoke_test": outcome.smoke_test}

@@ -132,3 +132,8 @@ def collate(examples: Sequence[dict[str, list[int]]], pad_token_id: int) -> dict
         labels[row, :n] = torch.tensor(e["labels"], dtype=torch.long)
         mask[row, :n] = 1
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device | str) -> dict[str, torch.Tensor]:
+    """The batch's tensors on ``device`` (the one batch-to-device helper of the package)."""
+    return {k: v.to(device) for k, v in batch.items()}

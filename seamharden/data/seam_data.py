@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from seamharden.data.alignment import Generate, alignment_records
 from seamharden.data.builtin_sets import builtin_refusals
 from seamharden.data.formatting import encode_example, pad_id, resolve_template
 from seamharden.data.sources import fingerprint, load_records
-from seamharden.data.streams import Stream, split_heldout
+from seamharden.data.streams import Stream, reserve_prompts, split_heldout
 from seamharden.errors import UserError
 from seamharden.recipe.schema import DataSection, DataSource
 
@@ -20,8 +20,10 @@ class SeamData:
     """Training streams D_adv, D_aln, D_bgn, the held-out records, and their fingerprints.
 
     ``records`` holds the training records behind each stream; ``fingerprints`` has a
-    sha256 for each of ``adv, aln, bgn, heldout_adv, heldout_bgn`` so that a report
-    can prove which data a model was hardened and evaluated on.
+    sha256 for each of ``adv, aln, bgn, heldout_adv, heldout_bgn`` (and ``val_bgn`` when a
+    validation set is used) so that a report can prove which data a model was hardened and
+    evaluated on. ``val_bgn``: the defender's benign validation records for the utility
+    controller, never trained on and never in the attack suite's held-out data.
     """
 
     adv: Stream
@@ -33,6 +35,7 @@ class SeamData:
     fingerprints: dict[str, str]
     template: str
     pad_token_id: int
+    val_bgn: list[dict] = field(default_factory=list)
 
     def state_dict(self) -> dict[str, dict]:
         """Positions of the three streams, for checkpoints."""
@@ -53,18 +56,31 @@ def _load(name: str, source: DataSource, need_response: bool) -> list[dict]:
 
 
 def build_seam_data(data_cfg: DataSection, tokenizer, batch_size: int, seed: int,
-                    generate: Generate | None = None) -> SeamData:
+                    generate: Generate | None = None, val: DataSource | None = None,
+                    val_samples: int = 0) -> SeamData:
     """Load, split, pair with refusals, tokenise and stream the three SEAM data sets.
 
     The held-out split of D_adv is removed from both the D_adv and the D_aln training
     streams (by prompt), so held-out harmfulness is measured on prompts never trained on.
     ``generate(prompts) -> answers`` is required only for ``aln_refusals=generate``.
+    ``val_samples > 0`` makes a benign validation set of that many records: the first rows of
+    ``val`` when given, else ``val_samples`` prompts carved out of D_bgn's training split.
     """
     template = resolve_template(tokenizer, data_cfg.template)
     adv_all = _load("adv", data_cfg.adv, need_response=True)
     adv_train, heldout_adv = split_heldout(adv_all, data_cfg.heldout_fraction, seed)
     bgn_train, heldout_bgn = split_heldout(_load("bgn", data_cfg.bgn, need_response=True),
                                            data_cfg.heldout_fraction, seed)
+
+    val_bgn: list[dict] = []
+    if val_samples > 0:
+        if val is not None:
+            val_bgn = _load("utility.val", val, need_response=True)[:val_samples]
+        else:
+            bgn_train, val_bgn = reserve_prompts(bgn_train, val_samples, seed)
+            if not val_bgn:
+                raise UserError("data.bgn has too few prompts to carve out a utility validation set; "
+                                "set utility.val or add benign data")
 
     mode = data_cfg.aln_refusals
     if data_cfg.aln == data_cfg.adv:
@@ -91,5 +107,7 @@ def build_seam_data(data_cfg: DataSection, tokenizer, batch_size: int, seed: int
         streams[name] = Stream(examples, batch_size, seed + offset, pad)
     fingerprints = {name: fingerprint(rs) for name, rs in records.items()}
     fingerprints |= {"heldout_adv": fingerprint(heldout_adv), "heldout_bgn": fingerprint(heldout_bgn)}
+    if val_bgn:
+        fingerprints["val_bgn"] = fingerprint(val_bgn)
     return SeamData(**streams, heldout_adv=heldout_adv, heldout_bgn=heldout_bgn, records=records,
-                    fingerprints=fingerprints, template=template, pad_token_id=pad)
+                    fingerprints=fingerprints, template=template, pad_token_id=pad, val_bgn=val_bgn)

@@ -86,3 +86,18 @@ def split_heldout(records: list[dict], fraction: float, seed: int) -> tuple[list
     random.Random(seed).shuffle(shuffled)
     held = set(shuffled[:count])
     return [r for r in records if r["prompt"] not in held], [r for r in records if r["prompt"] in held]
+
+
+def reserve_prompts(records: list[dict], count: int, seed: int) -> tuple[list[dict], list[dict]]:
+    """(rest, reserved): ``count`` distinct prompts (all their records) set aside, deterministic in ``seed``.
+
+    Always leaves at least one prompt in ``rest``; both lists keep the input order.
+    """
+    prompts = list(dict.fromkeys(r["prompt"] for r in records))
+    count = min(count, len(prompts) - 1)
+    if count <= 0:
+        return list(records), []
+    shuffled = prompts[:]
+    random.Random(f"reserve/{seed}").shuffle(shuffled)
+    held = set(shuffled[:count])
+    return [r for r in records if r["prompt"] not in held], [r for r in records if r["prompt"] in held]

@@ -10,12 +10,18 @@ sequence ``s``, hidden size ``h`` and ``L`` layers:
                                           turns them into directions and reuses each to save
                                           theta during its perturbed pass: no third copy)
 - optimizer_state   adamw: 8 * T (two fp32 moments); adamw8bit / paged_adamw8bit: 2 * T
+- anchor_reference  N * w when the benign KL anchor holds a frozen copy of the starting weights
+                    (``utility.reference`` copy); 0 without an anchor or under LoRA (adapters
+                    disabled: the model itself is the reference)
 - activations       no checkpointing:  L * 34 * b*s*h * w/2
                     checkpointing:     L * b*s*h * w  +  34 * b*s*h * w/2  (layer inputs kept,
                                        one layer recomputed); 34*b*s*h bytes is a 16-bit
                                        transformer layer without attention scores
                                        (Korthikanti et al. 2022); logits are not counted
 - total             the sum; ``pageable`` is the part a paged optimizer may move to CPU RAM.
+- disk_kept_copies  not GPU memory: the utility controller's kept weights on disk, 2 * T * w at
+                    most (the copy the last checkpoint refers to, and a newer one until the next
+                    checkpoint); 0 without the controller.
 
 Cross-check against measurements (Llama-2-7B shape, bf16, batch 4 x 256, checkpointing, H100):
 a weight-sized bf16 buffer is 12.6 GiB, AdamW8bit state 12.8 GiB. A prototype that kept a
@@ -44,10 +50,14 @@ def estimate_memory(
     seq_len: int,
     hidden_size: int,
     n_layers: int,
+    *,
+    reference_copy: bool = False,
+    kept_copies: bool = False,
 ) -> dict[str, int]:
     """Itemised peak-memory estimate in bytes (see the module docstring for the formula).
 
-    Keys: weights, gradients, seam_buffers, optimizer_state, activations, total, pageable.
+    Keys: weights, gradients, seam_buffers, optimizer_state, anchor_reference, activations,
+    total, pageable, disk_kept_copies (the last three are not summed into ``total``).
     ``dtype`` is the recipe's ``model.dtype`` (``auto`` counts as 2 bytes); ``optimizer`` is
     ``train.optimizer``. Raises ``ValueError`` for an unknown dtype or optimizer.
     """
@@ -64,8 +74,10 @@ def estimate_memory(
         "gradients": n_trainable * w,
         "seam_buffers": _SEAM_BUFFERS * n_trainable * w,
         "optimizer_state": _STATE_BYTES[optimizer] * n_trainable,
+        "anchor_reference": n_params * w if reference_copy else 0,
         "activations": activations,
     }
     items["total"] = sum(items.values())
     items["pageable"] = items["optimizer_state"] if optimizer.startswith("paged_") else 0
+    items["disk_kept_copies"] = 2 * n_trainable * w if kept_copies else 0
     return items

@@ -123,6 +123,48 @@ class TrainSection(Strict):
     checkpoint_every: int = Field(100, gt=0, description="save a resumable checkpoint every N steps")
 
 
+class UtilitySection(Strict):
+    """Keeping the benign skill while hardening: a KL anchor and a utility controller (docs/recipes.md).
+
+    The anchor adds ``weight * KL(p_ref || p)`` on a fresh benign batch to every step, where
+    ``p_ref`` is the model at the start of hardening. The controller scores the defender's own
+    benign validation records every ``check_every`` steps: within ``tolerance`` of the start it
+    keeps a copy of the weights (on disk, under the run directory) and lowers the anchor weight
+    by ``lower_by`` (never below ``anchor``); out of budget it raises it by ``raise_by`` (at most
+    ``max_anchor``). The run ends on the last copy within budget.
+    """
+
+    anchor: float = Field(0.0, ge=0, allow_inf_nan=False,
+                          description="weight of KL(reference || model) on a benign batch each step; 0: no anchor")
+    reference: Literal["auto", "copy", "adapters_off"] = Field(
+        "auto", description="the anchor's reference: auto (adapters_off under LoRA, else copy), a frozen copy of "
+                            "the starting weights (one more weight-sized buffer), or the model with its LoRA adapters "
+                            "disabled (no extra memory)")
+    check_every: int = Field(0, ge=0, description="controller: score the validation records every N steps; 0: off")
+    metric: Literal["loss", "exact_match"] = Field(
+        "loss", description="loss: response cross-entropy (within budget: <= start x (1 + tolerance)); exact_match: "
+                            "share of greedy answers equal to the record's response (within: >= start - tolerance)")
+    tolerance: float = Field(0.05, ge=0, allow_inf_nan=False, description="the utility budget (see metric)")
+    val: DataSource | None = Field(
+        None, description="the defender's benign validation records; null: the first val_samples prompts carved out "
+                          "of D_bgn's training split (never trained on, never in the attack suite's data)")
+    val_samples: int = Field(64, gt=0, description="validation records scored at each check")
+    max_new_tokens: int = Field(16, gt=0, description="greedy tokens per answer for metric=exact_match")
+    raise_by: float = Field(1.0, ge=0, allow_inf_nan=False, description="anchor weight added when out of budget")
+    lower_by: float = Field(0.3, ge=0, allow_inf_nan=False, description="anchor weight removed when within budget")
+    max_anchor: float = Field(3.0, ge=0, allow_inf_nan=False, description="largest anchor weight the controller sets")
+
+    @model_validator(mode="after")
+    def _check_controller(self) -> "UtilitySection":
+        if self.max_anchor < self.anchor:
+            raise ValueError(f"utility.max_anchor ({self.max_anchor}) is below utility.anchor ({self.anchor})")
+        return self
+
+    @property
+    def controller(self) -> bool:
+        return self.check_every > 0
+
+
 class AttackConfig(Strict):
     """One harmful fine-tuning attack."""
 
@@ -168,10 +210,17 @@ class Recipe(Strict):
     data: DataSection = DataSection()
     seam: SeamSection = SeamSection()
     train: TrainSection = TrainSection()
+    utility: UtilitySection = UtilitySection()
     attack: AttackSection = AttackSection()
 
     @model_validator(mode="after")
     def _check_custom_attacks(self) -> "Recipe":
         if self.attack.budget == "custom" and not self.attack.attacks:
             raise ValueError("attack.budget=custom needs at least one entry in attack.attacks")
+        return self
+
+    @model_validator(mode="after")
+    def _check_anchor_reference(self) -> "Recipe":
+        if self.utility.reference == "adapters_off" and self.model.lora is None:
+            raise ValueError("utility.reference=adapters_off needs model.lora (there are no adapters to disable)")
         return self

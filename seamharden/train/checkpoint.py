@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -22,13 +22,14 @@ PREFIX = "step-"
 
 @dataclass
 class TrainState:
-    """What a checkpoint restores besides the weights."""
+    """What a checkpoint restores besides the weights; ``extra`` holds the utility controller's state."""
 
     step: int
     optimizer: dict
     scheduler: dict
     data: dict
     rng: dict
+    extra: dict = field(default_factory=dict)
 
 
 def rng_state() -> dict:
@@ -67,7 +68,7 @@ def save(root: Path, model: torch.nn.Module, state: TrainState) -> Path:
     save_file(trainable_state(model), tmp / "trainable.safetensors")
     torch.save(
         {"step": state.step, "optimizer": state.optimizer, "scheduler": state.scheduler,
-         "data": state.data, "rng": state.rng},
+         "data": state.data, "rng": state.rng, "extra": state.extra},
         tmp / "state.pt",
     )
     shutil.rmtree(final, ignore_errors=True)
@@ -89,4 +90,4 @@ def load(path: Path, model: torch.nn.Module) -> TrainState:
         for name, tensor in weights.items():
             params[name].copy_(tensor)
     raw = torch.load(path / "state.pt", weights_only=False)
-    return TrainState(raw["step"], raw["optimizer"], raw["scheduler"], raw["data"], raw["rng"])
+    return TrainState(raw["step"], raw["optimizer"], raw["scheduler"], raw["data"], raw["rng"], raw.get("extra", {}))

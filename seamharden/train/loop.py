@@ -1,5 +1,9 @@
 """The hardening loop: SEAM steps with accumulation, clipping, checkpoints and resume.
 
+With ``recipe.utility`` the step also adds the benign KL anchor (on a fresh benign batch)
+and the utility controller checks the validation score, keeps the last within-budget
+weights and ends the run on them (``seamharden.train.utility``).
+
 Prints nothing: each finished step is appended to ``metrics.jsonl`` and handed to an
 optional callback (the CLI draws the progress bar from it).
 """
@@ -18,11 +22,13 @@ import torch
 
 from seamharden.core import gradvec
 from seamharden.core.step import SeamConfig, seam_step, trainable_parameters
+from seamharden.data.formatting import to_device
 from seamharden.data.seam_data import SeamData
 from seamharden.errors import ExitCode, UserError
 from seamharden.recipe.schema import Recipe
 from seamharden.train import checkpoint
 from seamharden.train.optim import build_optimizer, build_scheduler
+from seamharden.train.utility import AnchorReference, Score, UtilityController, anchor_backward, reference_mode
 
 METRICS = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
@@ -34,15 +40,14 @@ class TrainOutcome:
     steps_done: int
     finished: bool
     last_checkpoint: Path | None
+    kept_step: int | None = None
+    val_start: float | None = None
 
 
 def seam_config(recipe: Recipe) -> SeamConfig:
-    s = recipe.seam
-    return SeamConfig(s.alpha, s.beta, s.unlearn_loss, s.difference, s.step_policy, s.epsilon, s.relative_step)
-
-
-def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device) for k, v in batch.items()}
+    """The core step's settings, taken from the recipe's ``seam`` section by field name."""
+    fields = set(SeamConfig.__dataclass_fields__)
+    return SeamConfig(**{k: v for k, v in recipe.seam.model_dump().items() if k in fields})
 
 
 def _read_metrics(path: Path, upto: int) -> list[str]:
@@ -80,8 +85,13 @@ def train(
     stop_after: int | None = None,
     on_step: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    score: Score | None = None,
 ) -> TrainOutcome:
     """Run (or continue) ``recipe.train.steps`` SEAM steps on ``model``; state lives in ``run_dir``.
+
+    ``score(model)`` rates the defender's benign validation records for the utility
+    controller (required when ``recipe.utility.check_every > 0``). At the end the model
+    holds the last within-budget weights when the controller is on.
 
     ``should_stop`` is polled after every step (the CLI sets it on Ctrl-C): the run then
     checkpoints that step and raises a one-line ``UserError`` with exit code 130.
@@ -94,6 +104,11 @@ def train(
     optimizer = build_optimizer(params, train_cfg)
     scheduler = build_scheduler(optimizer, train_cfg)
     ckpt_root, metrics_path = run_dir / CHECKPOINTS, run_dir / METRICS
+    utility = recipe.utility
+    # The anchor's reference is the model before any step: taken before a checkpoint is restored.
+    reference = AnchorReference(model, reference_mode(utility, recipe.model.lora is not None)) \
+        if utility.anchor > 0 else None
+    controller = UtilityController(utility, score, run_dir)
 
     start, last_ckpt = 0, None
     found = checkpoint.latest(ckpt_root) if resume else None
@@ -103,22 +118,29 @@ def train(
         scheduler.load_state_dict(state.scheduler)
         data.load_state_dict(state.data)
         checkpoint.set_rng_state(state.rng)
+        if controller.enabled:
+            controller.load_state_dict(state.extra["utility"], state.step)
         start, last_ckpt = state.step, found
     else:
         torch.manual_seed(train_cfg.seed)
         random.seed(train_cfg.seed)
+        controller.begin(model)
     kept = _read_metrics(metrics_path, start)
     metrics_path.write_text("".join(line + "\n" for line in kept))
 
     def snapshot(step: int, data_state: dict, rng: dict) -> Path:
-        return checkpoint.save(ckpt_root, model, checkpoint.TrainState(
-            step, optimizer.state_dict(), scheduler.state_dict(), data_state, rng))
+        path = checkpoint.save(ckpt_root, model, checkpoint.TrainState(
+            step, optimizer.state_dict(), scheduler.state_dict(), data_state, rng,
+            {"utility": controller.state_dict()}))
+        controller.checkpointed()
+        return path
 
     step = start
     with metrics_path.open("a") as log:
         while step < train_cfg.steps:
             try:
-                record = _one_step(model, data, cfg, train_cfg, params, optimizer, scheduler, device)
+                record = _one_step(model, data, cfg, train_cfg, params, optimizer, scheduler, device,
+                                   reference, controller.weight)
             except KeyboardInterrupt:
                 where = f"the last checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
                 raise UserError(f"interrupted during step {step + 1}; {where}; continue with --resume",
@@ -129,6 +151,7 @@ def train(
                 raise UserError(f"training diverged at step {step + 1}: {problem}; {keep}", ExitCode.DIVERGED)
             step += 1
             record["step"] = step
+            record |= controller.after_step(step, model)
             log.write(json.dumps(record) + "\n")
             log.flush()
             if on_step:
@@ -142,21 +165,32 @@ def train(
                                 ExitCode.INTERRUPTED)
             if stopping and step < train_cfg.steps:
                 return TrainOutcome(step, False, last_ckpt)
-    return TrainOutcome(step, True, last_ckpt)
+    kept_step = controller.finish(model)
+    return TrainOutcome(step, True, last_ckpt, kept_step, controller.state.start)
 
 
-def _one_step(model, data, cfg, train_cfg, params, optimizer, scheduler, device) -> dict:
-    """One optimizer step over ``grad_accum`` micro-batches; returns the averaged statistics."""
+def _one_step(model, data, cfg, train_cfg, params, optimizer, scheduler, device, reference, anchor_weight) -> dict:
+    """One optimizer step over ``grad_accum`` micro-batches; returns the averaged statistics.
+
+    With an anchor (``anchor_weight > 0``) each micro-batch also adds the gradient of
+    ``anchor_weight * KL(p_ref || p)`` on the next benign batch.
+    """
     started = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
     totals: dict[str, float] = {}
     tokens = 0
+    scale = 1.0 / train_cfg.grad_accum
     for _ in range(train_cfg.grad_accum):
-        batches = [_to(next(stream), device) for stream in (data.adv, data.aln, data.bgn)]
+        batches = [to_device(next(stream), device) for stream in (data.adv, data.aln, data.bgn)]
         tokens += sum(int(b["attention_mask"].sum()) for b in batches)
-        stats = seam_step(model, *batches, cfg, grad_scale=1.0 / train_cfg.grad_accum, params=params)
-        for key, value in stats.as_dict().items():
-            totals[key] = totals.get(key, 0.0) + value / train_cfg.grad_accum
+        stats = seam_step(model, *batches, cfg, grad_scale=scale, params=params).as_dict()
+        if reference is not None and anchor_weight > 0:
+            anchor_batch = to_device(next(data.bgn), device)
+            tokens += int(anchor_batch["attention_mask"].sum())
+            stats["anchor_kl"] = anchor_backward(model, reference, anchor_batch, anchor_weight * scale, params)
+        for key, value in stats.items():
+            totals[key] = totals.get(key, 0.0) + value * scale
+    totals["anchor_weight"] = anchor_weight if reference is not None else 0.0
     grad_norm = _clip_(params, train_cfg.max_grad_norm)
     lr = scheduler.get_last_lr()[0]
     if math.isfinite(grad_norm):

@@ -26,7 +26,14 @@ def test_matches_method_7b_numbers():
 
 def test_total_is_the_sum():
     m = _llama7b()
-    assert m["total"] == sum(v for k, v in m.items() if k not in ("total", "pageable"))
+    assert m["total"] == sum(v for k, v in m.items() if k not in ("total", "pageable", "disk_kept_copies"))
+
+
+def test_anchor_copy_and_kept_copies():
+    plain, anchored = _llama7b(), _llama7b(reference_copy=True, kept_copies=True)
+    assert anchored["anchor_reference"] == plain["weights"] and plain["anchor_reference"] == 0
+    assert anchored["total"] == plain["total"] + plain["weights"]
+    assert anchored["disk_kept_copies"] == 2 * plain["weights"] and plain["disk_kept_copies"] == 0
 
 
 def test_optimizers_and_paging():

@@ -82,6 +82,6 @@ def test_docs_list_every_key():
 
 
 def _doc_prefix(path):
-    for stream in ("data.adv", "data.aln", "data.bgn"):
+    for stream in ("data.adv", "data.aln", "data.bgn", "utility.val"):  # utility.val is a data source too
         path = path.replace(stream, "data.<stream>")
     return path.replace("attack.attacks", "attack.attacks.<i>") + "."
