@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from seamharden.attack.evaluate import EvalSettings, prepare_eval
+from seamharden.attack.evalset import EvalSettings, prepare_eval
 from seamharden.attack.finetune import AttackData, attack_batches, attack_steps, run_attack
 from seamharden.attack.gradients import project
 from seamharden.attack.suite import run_attacks, run_suite, suite_data
@@ -12,7 +12,7 @@ from seamharden.modeling import load_model
 from seamharden.recipe.loading import load_recipe
 from seamharden.recipe.schema import AttackConfig
 
-SMALL_EVAL = EvalSettings(samples=6, refusal_prompts=2, max_new_tokens=4, mc_items=4)
+SMALL_EVAL = EvalSettings(samples=6, generate_prompts=2, max_new_tokens=4, mc_items=4)
 
 
 
