@@ -22,6 +22,11 @@ METRICS = (
     ("base_worst_gain", "seamharden/base_harm_gain", "Harmful gain on the base model"),
     ("bounded_ratio", "seamharden/bounded_harm_ratio", "Bounded harmful gain, hardened / base"),
     ("utility_drop", "seamharden/utility_drop", "Utility drop (benign loss, hardened vs base)"),
+    ("accuracy_drop", "seamharden/accuracy_drop", "Benign accuracy drop before attack (base - hardened)"),
+    ("base_worst_accuracy_after", "seamharden/base_accuracy_after_attack",
+     "Base's worst benign accuracy at an attack's first success"),
+    ("hardened_kept_skill_attacks", "seamharden/hardened_successful_attacks_keeping_skill",
+     "Successful attacks on the hardened model that kept benign accuracy above the collapse limit"),
 )
 
 
