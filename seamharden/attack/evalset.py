@@ -40,7 +40,8 @@ class EvalSettings:
         values = {"samples": section.eval_samples, "generate_prompts": prompts,
                   "max_new_tokens": section.max_new_tokens, "mc_items": min(16, section.eval_samples),
                   "judge_model": section.judge_model, "benign_scorer": section.benign_scorer,
-                  "harmful_success": section.harmful_success}
+                  "harmful_success": section.harmful_success, "batch_size": section.eval_batch_size,
+                  "generate_batch_size": section.eval_batch_size}
         return cls(**(values | overrides))
 
 

@@ -7,6 +7,7 @@ rejects unknown keys; non-finite floats (a diverged loss) serialise as the JSON 
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any, Literal
 
@@ -45,11 +46,11 @@ class AttackRun(_Record):
     points: list[EvalPoint] = Field(..., min_length=1)
 
     @model_validator(mode="after")
-    def _check_steps(self) -> "AttackRun":
+    def _check_steps(self) -> AttackRun:
         steps = [p.step for p in self.points]
         if steps[0] != 0:
             raise ValueError("the first point of an attack run must be step 0 (before the attack)")
-        if any(b <= a for a, b in zip(steps, steps[1:])):
+        if any(b <= a for a, b in itertools.pairwise(steps)):
             raise ValueError("attack run points must have strictly increasing steps")
         return self
 
@@ -90,7 +91,7 @@ class GradientSample(_Record):
     vectors: list[list[float]]
 
     @model_validator(mode="after")
-    def _check_width(self) -> "GradientSample":
+    def _check_width(self) -> GradientSample:
         if len({len(v) for v in self.vectors}) > 1:
             raise ValueError("all gradient vectors of a sample must have the same length")
         return self

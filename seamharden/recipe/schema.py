@@ -186,6 +186,7 @@ class AttackSection(Strict):
     )
     harmful_success: bool = Field(False, description="score harmful success: greedy answer = the held-out harmful response")
     max_new_tokens: int = Field(16, gt=0, description="greedy tokens generated per prompt by the generative scorers")
+    eval_batch_size: int = Field(8, gt=0, description="sequences per forward pass and per greedy generation batch in evaluations")
     generate_prompts: int | None = Field(
         None, gt=0, description="prompts per generative scorer (refusal, judge, exact match); None: min(8, eval_samples)"
     )

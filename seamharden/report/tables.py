@@ -16,7 +16,7 @@ HARM_COLUMN = "harmful success start → final"
 TASK_COLUMNS = ("first success (step)", "harmful success there", "benign acc there")
 
 
-def fmt(value: float | int | None, spec: str = ".3g") -> str:
+def fmt(value: float | None, spec: str = ".3g") -> str:
     """A number for a table cell; ``–`` for missing, ``inf``/``nan`` spelled out."""
     if value is None:
         return "–"
