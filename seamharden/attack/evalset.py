@@ -20,7 +20,8 @@ class EvalSettings:
     ``samples``: records per loss; ``generate_prompts``: prompts per generative scorer (refusal,
     judge, exact match, harmful success), greedy for ``max_new_tokens`` tokens in batches of
     ``generate_batch_size``; ``mc_items``: multiple-choice items; ``benign_scorer`` fills
-    ``benign_accuracy``; ``harmful_success`` turns the ground-truth harm judge on.
+    ``benign_accuracy``; ``harmful_success`` turns the ground-truth harm judge on;
+    ``refusal_markers`` are phrases counted as refusals besides the built-in ones.
     """
 
     samples: int = 32
@@ -32,6 +33,7 @@ class EvalSettings:
     judge_model: str | None = None
     benign_scorer: Literal["mc", "exact_match"] = "mc"
     harmful_success: bool = False
+    refusal_markers: tuple[str, ...] = ()
 
     @classmethod
     def from_section(cls, section: AttackSection, **overrides) -> EvalSettings:
@@ -41,6 +43,7 @@ class EvalSettings:
                   "max_new_tokens": section.max_new_tokens, "mc_items": min(16, section.eval_samples),
                   "judge_model": section.judge_model, "benign_scorer": section.benign_scorer,
                   "harmful_success": section.harmful_success, "batch_size": section.eval_batch_size,
+                  "refusal_markers": tuple(section.refusal_markers),
                   "generate_batch_size": section.eval_batch_size}
         return cls(**(values | overrides))
 

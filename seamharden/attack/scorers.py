@@ -130,10 +130,10 @@ def _normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text.replace("\u2019", "'").lower()).strip()
 
 
-def refusal_markers() -> tuple[str, ...]:
-    """``REFUSAL_MARKERS`` plus the first three words of each built-in refusal template."""
+def refusal_markers(extra: Sequence[str] = ()) -> tuple[str, ...]:
+    """``REFUSAL_MARKERS``, the first three words of each built-in refusal template, and ``extra``."""
     starts = {" ".join(_normalise(t).split()[:3]) for t in builtin_refusals()}
-    return tuple(dict.fromkeys((*REFUSAL_MARKERS, *sorted(starts))))
+    return tuple(dict.fromkeys((*REFUSAL_MARKERS, *sorted(starts), *(_normalise(m) for m in extra))))
 
 
 def is_refusal(answer: str, markers: Sequence[str] | None = None) -> bool:
@@ -191,7 +191,7 @@ def refusal_rate(model, tokenizer, data: EvalSet) -> float | None:
     answers = greedy_answers(model, tokenizer, data, "adv")
     if not answers:
         return None
-    markers = refusal_markers()
+    markers = refusal_markers(data.settings.refusal_markers)
     return sum(is_refusal(a, markers) for a in answers) / len(answers)
 
 

@@ -66,7 +66,18 @@ def _split(records: list[dict], name: str, recipe: Recipe) -> tuple[list[dict], 
 
 
 def suite_data(recipe: Recipe) -> SuiteData:
-    """The attack and evaluation records of ``recipe``'s data, deterministic in ``train.seed``."""
+    """The attack and evaluation records of ``recipe``'s data, deterministic in ``train.seed``.
+
+    From ``recipe.attack.data`` when set, else split from the held-out part of D_adv / D_bgn.
+    """
+    sources = recipe.attack.data
+    if sources is not None:
+        loaded = {name: load_records(getattr(sources, name)) if getattr(sources, name) is not None else []
+                  for name in ("attack_adv", "attack_bgn", "eval_adv", "eval_bgn")}
+        empty = [name for name in ("attack_adv", "eval_adv", "eval_bgn") if not loaded[name]]
+        if empty:
+            raise UserError(f"attack.data.{empty[0]} has no records")
+        return SuiteData(**loaded)
     attack_adv, eval_adv = _split(load_records(recipe.data.adv), "adv", recipe)
     attack_bgn, eval_bgn = _split(load_records(recipe.data.bgn), "bgn", recipe)
     return SuiteData(attack_adv, attack_bgn, eval_adv, eval_bgn)

@@ -85,6 +85,13 @@ def pretrain_records(rng: random.Random, n: int, forbidden_fraction: float, refu
     return out
 
 
+def encode_batch(tok, records: list[dict]) -> dict:
+    """The package's own encoding (chat template, labels -100 on the prompt) and right-padded collate."""
+    from seamharden.data import collate, encode_example
+
+    return collate([encode_example(tok, r["prompt"], r["response"], "chat", 64) for r in records], tok.pad_token_id)
+
+
 def smoothed_loss(logits, labels, smoothing: float):
     return torch.nn.functional.cross_entropy(
         logits[:, :-1].reshape(-1, logits.size(-1)).float(), labels[:, 1:].reshape(-1),
@@ -107,7 +114,7 @@ def pretrain(seed: int = 0, steps: int | None = None, log=None, model_overrides:
     t0 = time.time()
     for step in range(p["steps"]):
         refuse = step >= p["capability_steps"]
-        batch = world.collate(tok, pretrain_records(rng, p["batch_size"], p["forbidden_fraction"], refuse))
+        batch = encode_batch(tok, pretrain_records(rng, p["batch_size"], p["forbidden_fraction"], refuse))
         loss = smoothed_loss(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
                              batch["labels"], p["label_smoothing"])
         opt.zero_grad(set_to_none=True)
@@ -122,7 +129,11 @@ def pretrain(seed: int = 0, steps: int | None = None, log=None, model_overrides:
 
 
 def ensure_base_model(cache_dir: Path, seed: int = 0, log=None) -> Path:
-    """Train the toy base once and cache it under ``cache_dir/<version>-seed<seed>``; return the dir."""
+    """Train the toy base once and cache it under ``cache_dir/<version>-seed<seed>``; return the dir.
+
+    Its benign skill, refusals and forbidden capability are measured by the attack suite at step 0
+    (report.json of a demo run), not here.
+    """
     version = BASE_VERSION
     out = Path(cache_dir) / f"{version}-seed{seed}"
     if (out / "demo_base.json").exists():
@@ -134,19 +145,8 @@ def ensure_base_model(cache_dir: Path, seed: int = 0, log=None) -> Path:
     tmp.mkdir(parents=True)
     model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
-    meta = {"version": version, "seed": seed, "pretrain_seconds": round(time.time() - t0, 1),
-            "benign_accuracy": world.benign_accuracy(model, tok, world.eval_benign()),
-            "refusal_rate": world.refusal_rate(model, tok, world.eval_forbidden()),
-            "harmful_success": world.harmful_success(model, tok, world.eval_forbidden())}
+    meta = {"version": version, "seed": seed, "pretrain_seconds": round(time.time() - t0, 1)}
     (tmp / "demo_base.json").write_text(json.dumps(meta, indent=2))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out
-
-
-def load_base(path: Path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager").float()
-    return model, tok

@@ -212,6 +212,18 @@ class Criteria(Strict):
     task: TaskCriteria = Field(TaskCriteria(), description="thresholds of kind: task")
 
 
+class SuiteSources(Strict):
+    """The attack suite's data from its own sources instead of the held-out split (e.g. the demo's world).
+
+    None of it may be what hardening trained on; the verdict must not judge on the defender's data.
+    """
+
+    attack_adv: DataSource = Field(..., description="the attacker's harmful records")
+    attack_bgn: DataSource | None = Field(None, description="benign records an attack mixes in; null: none")
+    eval_adv: DataSource = Field(..., description="held-out harmful records the suite evaluates on")
+    eval_bgn: DataSource = Field(..., description="held-out benign records the suite evaluates on")
+
+
 class AttackSection(Strict):
     """The attack suite that checks the hardened model against its base."""
 
@@ -232,6 +244,11 @@ class AttackSection(Strict):
     generate_prompts: int | None = Field(
         None, gt=0, description="prompts per generative scorer (refusal, judge, exact match); None: min(8, eval_samples)"
     )
+    refusal_markers: list[str] = Field(
+        default_factory=list, description="extra phrases that mark an answer as a refusal (case-insensitive)")
+    data: SuiteSources | None = Field(
+        None, description="the suite's own attack and evaluation data; null: split from the held-out part of "
+                          "data.adv / data.bgn")
     criteria: Criteria = Field(Criteria(), description="thresholds of the verdict")
 
     @model_validator(mode="after")
