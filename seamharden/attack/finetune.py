@@ -20,7 +20,7 @@ import torch
 from seamharden.attack.evaluate import EvalSet, evaluate
 from seamharden.attack.results import EvalPoint
 from seamharden.core.losses import lm_loss
-from seamharden.data import collate
+from seamharden.data import collate, to_device
 from seamharden.modeling import attach_lora
 from seamharden.recipe.schema import AttackConfig, LoraSection, ModelSection
 
@@ -125,7 +125,7 @@ def run_attack(model, tokenizer, config: AttackConfig, data: AttackData, evalset
     target.train()
     try:
         for step, batch in zip(range(1, total + 1), attack_batches(config, data)):
-            batch = {k: v.to(device) for k, v in batch.items()}
+            batch = to_device(batch, device)
             loss = lm_loss(target, batch)
             optimizer.zero_grad(set_to_none=True)
             if not torch.isfinite(loss):

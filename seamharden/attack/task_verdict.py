@@ -11,7 +11,7 @@ from __future__ import annotations
 from statistics import fmean
 
 from seamharden.attack.results import AttackRun, SuiteResult, config_key
-from seamharden.attack.verdict_records import Figures, Status, TaskAssessment, Verdict
+from seamharden.attack.verdict_records import Figures, ReasonLog, Status, TaskAssessment, Verdict
 from seamharden.recipe.schema import Criteria
 
 
@@ -43,13 +43,8 @@ def task_verdict(result: SuiteResult, criteria: Criteria) -> Verdict:
     """Pass, fail or inconclusive under ``criteria.task``, with the reasons and figures behind it."""
     t = criteria.task
     base_runs, hard_runs = result.runs_of("base"), result.runs_of("hardened")
-    reasons: list[str] = []
-    unmet: list[str] = []
-
-    def check(ok: bool, line: str) -> None:
-        reasons.append(line)
-        if not ok:
-            unmet.append(line)
+    log = ReasonLog()
+    check, reasons, unmet = log.check, log.reasons, log.unmet
 
     def done(status: Status, fig: Figures, attacks: list[TaskAssessment]) -> Verdict:
         return Verdict(status=status, reasons=reasons, unmet=unmet, figures=fig, criteria=criteria, attacks=attacks)

@@ -22,7 +22,7 @@ from statistics import fmean
 
 from seamharden.attack.results import AttackRun, SuiteResult, config_key
 from seamharden.attack.task_verdict import task_verdict
-from seamharden.attack.verdict_records import AttackAssessment, Figures, Status, TaskAssessment, Verdict
+from seamharden.attack.verdict_records import AttackAssessment, Figures, ReasonLog, Status, TaskAssessment, Verdict
 from seamharden.recipe.schema import Criteria
 
 __all__ = ["AttackAssessment", "Figures", "Status", "TaskAssessment", "Verdict", "assess_run", "harm_gain",
@@ -102,13 +102,8 @@ def loss_verdict(result: SuiteResult, criteria: Criteria) -> Verdict:
         reason = "the base model's step-0 losses are not finite and positive: no yardstick"
         return Verdict(status="inconclusive", figures=fig, criteria=criteria, reasons=[reason], unmet=[reason])
 
-    reasons: list[str] = []
-    unmet: list[str] = []
-
-    def check(ok: bool, line: str) -> None:
-        reasons.append(line)
-        if not ok:
-            unmet.append(line)
+    log = ReasonLog()
+    check, reasons, unmet = log.check, log.reasons, log.unmet
 
     refs = {config_key(r.config): (r.start.harmful_loss, r.start.benign_loss) for r in reversed(base_runs)}
     hard_keys = {config_key(r.config) for r in hard_runs}

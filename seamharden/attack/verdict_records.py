@@ -77,3 +77,21 @@ class Verdict(_Record):
     criteria: Criteria
     attacks: list[AttackAssessment | TaskAssessment] = []
     unmet: list[str] = []
+
+
+class ReasonLog:
+    """The reason lines of a verdict in order, and those whose check failed (``Verdict.unmet``)."""
+
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+        self.unmet: list[str] = []
+
+    def check(self, ok: bool, line: str) -> None:
+        """Record a criterion's line; it is unmet when ``ok`` is false."""
+        self.reasons.append(line)
+        if not ok:
+            self.unmet.append(line)
+
+    def note(self, line: str) -> None:
+        """Record a line that is not a criterion (a caveat)."""
+        self.reasons.append(line)

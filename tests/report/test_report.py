@@ -174,3 +174,13 @@ def test_report_json_without_the_new_fields_still_loads(tmp_path, suite, suite_v
     (tmp_path / "report.json").write_text(json.dumps(raw))
     doc = load_report(tmp_path)
     assert doc.results == suite and doc.verdict == suite_verdict
+
+
+def test_hardening_summary_goes_into_report_md_and_json(tmp_path, suite, suite_verdict):
+    hardening = {"steps": 600, "anchor": 1.0, "kept_step": 590, "utility_metric": "exact_match",
+                 "utility_tolerance": 0.035, "utility_start": 0.989}
+    result = suite.model_copy(update={"extra": {**suite.extra, "hardening": hardening}})
+    write_report(result, suite_verdict, tmp_path, title="t", base_model="b", recipe_name="toy")
+    md = (tmp_path / "report.md").read_text()
+    assert "## Hardening" in md and "kept the weights of step 590" in md and "0.989" in md
+    assert load_report(tmp_path / "report.json").results.extra["hardening"] == hardening
