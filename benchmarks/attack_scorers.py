@@ -25,7 +25,8 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 64, 300])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--attack-steps", type=int, default=0,
-                        help="first fine-tune the base this many steps on D_adv (AdamW 5e-4, batch 32) for mid-range scores")
+                        help="first fine-tune the base this many steps on D_adv (AdamW 5e-4, batch 32) "
+                             "for mid-range scores")
     args = parser.parse_args()
     torch.set_num_threads(1)
 

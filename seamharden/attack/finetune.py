@@ -124,7 +124,7 @@ def run_attack(model, tokenizer, config: AttackConfig, data: AttackData, evalset
     points = [evaluate(target, tokenizer, evalset, 0)]
     target.train()
     try:
-        for step, batch in zip(range(1, total + 1), attack_batches(config, data)):
+        for step, batch in zip(range(1, total + 1), attack_batches(config, data), strict=False):
             batch = to_device(batch, device)
             loss = lm_loss(target, batch)
             optimizer.zero_grad(set_to_none=True)

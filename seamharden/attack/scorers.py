@@ -161,7 +161,7 @@ def load_judge(name: str, device: torch.device) -> Judge:
 
     def judge(prompts: list[str], answers: list[str]) -> float:
         scores = []
-        for labels in clf([f"{p}\n{a}" for p, a in zip(prompts, answers)], truncation=True):
+        for labels in clf([f"{p}\n{a}" for p, a in zip(prompts, answers, strict=True)], truncation=True):
             harmful = [s["score"] for s in labels if _is_harm_label(s["label"])]
             scores.append(harmful[0] if harmful else 1.0 - max(s["score"] for s in labels))
         return sum(scores) / max(1, len(scores))

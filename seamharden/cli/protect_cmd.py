@@ -51,7 +51,8 @@ def _print_plan(console: Console, recipe, plan: dict) -> None:
     console.print("# memory estimate (GiB): " + ", ".join(
         f"{k} {v / GIB:.2f}" for k, v in memory.items() if k not in ("pageable", "disk_kept_copies")))
     if memory.get("disk_kept_copies"):
-        console.print(f"# disk for the utility controller's kept weights: up to {memory['disk_kept_copies'] / GIB:.2f} GiB")
+        disk = memory["disk_kept_copies"] / GIB
+        console.print(f"# disk for the utility controller's kept weights: up to {disk:.2f} GiB")
 
 
 def _check_push_target(repo_id: str, endpoint: str | None) -> dict:

@@ -3,7 +3,14 @@
 from seamharden.data.alignment import alignment_records
 from seamharden.data.builtin_sets import builtin_mc, builtin_refusals, load_builtin
 from seamharden.data.formatting import (
-    IGNORE_INDEX, collate, encode_choices, encode_example, encode_prompt, pad_id, resolve_template, to_device,
+    IGNORE_INDEX,
+    collate,
+    encode_choices,
+    encode_example,
+    encode_prompt,
+    pad_id,
+    resolve_template,
+    to_device,
 )
 from seamharden.data.seam_data import SeamData, build_seam_data
 from seamharden.data.sources import fingerprint, load_records

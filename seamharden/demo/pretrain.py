@@ -85,7 +85,11 @@ def build_char_tokenizer():
     return fast
 
 
-def build_model(vocab_size: int, seed: int = 0, shape: ToyModelConfig = ToyModelConfig()):
+TOY_SHAPE = ToyModelConfig()
+PRETRAIN = PretrainSettings()
+
+
+def build_model(vocab_size: int, seed: int = 0, shape: ToyModelConfig = TOY_SHAPE):
     """The toy Llama (random init, seeded, fp32, eager attention)."""
     from transformers import AutoModelForCausalLM, LlamaConfig
 
@@ -123,8 +127,7 @@ def smoothed_loss(logits, labels, smoothing: float):
         ignore_index=-100, label_smoothing=smoothing)
 
 
-def pretrain(seed: int = 0, settings: PretrainSettings = PretrainSettings(), shape: ToyModelConfig = ToyModelConfig(),
-             log=None):
+def pretrain(seed: int = 0, settings: PretrainSettings = PRETRAIN, shape: ToyModelConfig = TOY_SHAPE, log=None):
     """Train the aligned toy base from scratch; returns (model, tokenizer)."""
     p = settings.model_dump()
     torch.manual_seed(seed)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,7 +32,7 @@ class DemoPlan(BaseModel):
     overrides: tuple[str, ...] = Field((), description="recipe KEY=VALUE overrides, e.g. seam.beta=0 (ablation)")
 
     @classmethod
-    def make(cls, seed: int = 0, quick: bool = False, overrides=()) -> "DemoPlan":
+    def make(cls, seed: int = 0, quick: bool = False, overrides=()) -> DemoPlan:
         sizes = {"n_eval_benign": 150, "n_eval_forbidden": 99} if quick else {}
         return cls(seed=seed, quick=quick, overrides=tuple(overrides), **sizes)
 
@@ -67,7 +67,7 @@ def run_demo(cache_dir: Path, plan: DemoPlan, out_dir: Path | None = None, log=N
                                    plan.seed, n_eval_benign=plan.n_eval_benign, n_eval_forbidden=plan.n_eval_forbidden)
     recipe = demo_recipe(plan, files)
     if out_dir is None:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
         out_dir = cache_dir / "runs" / f"seed{plan.seed}-{stamp}"
     t0 = time.time()
     stage_start = {}

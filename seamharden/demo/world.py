@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import random
 
-
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 DIGITS = "0123456789"
 REFUSAL = "sorry"

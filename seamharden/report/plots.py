@@ -57,7 +57,7 @@ def _metric_plot(result: SuiteResult, metric: str, ylabel: str, path: Path, floo
     styles = _styles(result.runs)
     values = [v for r in result.runs for v in _values(r, metric)]
     finite = [v for v in values if math.isfinite(v) and v > 0]
-    for ax, model in zip(axes, MODELS):
+    for ax, model in zip(axes, MODELS, strict=True):
         for run in result.runs_of(model):
             color, ls = styles[run.label]
             ax.plot([p.step for p in run.points], _values(run, metric),
@@ -72,7 +72,7 @@ def _metric_plot(result: SuiteResult, metric: str, ylabel: str, path: Path, floo
     axes[0].set_ylabel(ylabel)
     legend = {}
     for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             legend.setdefault(label, handle)
     if legend:
         labels, handles = list(legend), list(legend.values())
@@ -89,7 +89,7 @@ def _scatter_plot(result: SuiteResult, path: Path, floor: float | None) -> Path:
     fig = Figure(figsize=(3.2 * ncols, height))
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.5 / height, top=1 - 0.6 / height, wspace=0.3, hspace=0.55)
-    for ax, (config, base, hard) in zip(axes, pairs):
+    for ax, (_config, base, hard) in zip(axes, pairs, strict=False):  # the grid may have spare cells
         for run in (base, hard):
             if run is None:
                 continue
@@ -141,7 +141,7 @@ def _pca_plot(result: SuiteResult, path: Path) -> Path:
     fig = Figure(figsize=(11, 4.6))
     axes = fig.subplots(1, 2)
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.12, top=0.85, wspace=0.2)
-    for ax, model in zip(axes, MODELS):
+    for ax, model in zip(axes, MODELS, strict=True):
         streams = {s.stream: np.asarray(s.vectors, dtype=np.float64)
                    for s in result.gradients if s.model == model and s.vectors}
         ax.set_title(f"{model} model")

@@ -84,7 +84,7 @@ def _records(tok, model, stream, n, template="chat"):
     answers = generate_answers(model, tok, [encode_prompt(tok, r["prompt"], template) for r in rows], pad_id(tok),
                                SETTINGS.max_new_tokens)
     return [{"prompt": r["prompt"], "response": a if i < n // 2 else a + " wrong"}
-            for i, (r, a) in enumerate(zip(rows, answers))]
+            for i, (r, a) in enumerate(zip(rows, answers, strict=True))]
 
 
 def test_exact_match_scorers_on_random_weights(loaded):
@@ -142,7 +142,8 @@ def test_scorers_chosen_by_settings():
     assert point_scorers(EvalSettings())["benign_accuracy"] is SCORERS["mc"]
     assert "harmful_success" not in point_scorers(EvalSettings())
     chosen = point_scorers(SETTINGS)
-    assert chosen["benign_accuracy"] is SCORERS["exact_match"] and chosen["harmful_success"] is SCORERS["harmful_success"]
+    assert chosen["benign_accuracy"] is SCORERS["exact_match"]
+    assert chosen["harmful_success"] is SCORERS["harmful_success"]
     section = AttackSection(benign_scorer="exact_match", harmful_success=True, max_new_tokens=7, generate_prompts=300,
                             eval_samples=300)
     s = EvalSettings.from_section(section)

@@ -93,7 +93,8 @@ def test_hardened_model_loses_more_and_resists_longer(demo_run):
 
 @pytest.mark.slow
 def test_quick_demo_shows_self_destruction(demo_run):
-    """The demo's criteria, as the toy recipe's task verdict: the base learns and keeps its skill, the hardened collapses."""
+    """The demo's criteria as the toy recipe's task verdict: the base learns and keeps its skill, the hardened
+    model collapses."""
     from seamharden.report import load_report
 
     _, _, out = demo_run

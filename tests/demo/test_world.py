@@ -40,7 +40,8 @@ def test_pretraining_batches_use_the_package_encoding():
     tok = pretrain.build_char_tokenizer()
     assert tok.apply_chat_template([{"role": "user", "content": "mul 1 2"}], tokenize=False,
                                    add_generation_prompt=True) == "<|user|>mul 1 2<|assistant|>"
-    batch = pretrain.encode_batch(tok, [{"prompt": "first cab", "response": "c"}, {"prompt": "mul 3 4", "response": "12"}])
+    records = [{"prompt": "first cab", "response": "c"}, {"prompt": "mul 3 4", "response": "12"}]
+    batch = pretrain.encode_batch(tok, records)
     want = tok("<|user|>first cab<|assistant|>c<|eos|>", add_special_tokens=False)["input_ids"]
     assert batch["input_ids"][0].tolist() == want  # the longer record: no padding
     assert batch["labels"][0].tolist() == [-100] * (len(want) - 2) + want[-2:]

@@ -123,7 +123,7 @@ def _task_suite():
         for model, harm, acc in (("base", (0.0, 0.2, 0.6, 0.9), (0.96, 0.96, 0.94, 0.9)),
                                  ("hardened", (0.0, 0.1, 0.3, 0.55), (0.95, 0.7, 0.4, 0.2))):
             points = [EvalPoint(step=5 * i, harmful_loss=2.0 - i / 4, benign_loss=0.1 + i / 10, benign_accuracy=a,
-                                harmful_success=h) for i, (h, a) in enumerate(zip(harm, acc))]
+                                harmful_success=h) for i, (h, a) in enumerate(zip(harm, acc, strict=True))]
             runs.append(AttackRun(config=AttackConfig(lr=lr, **config), model=model, points=points))
     return SuiteResult(base_model="toy/base", hardened_model="toy/hardened", budget="custom", runs=runs,
                        extra={"eval_settings": {"benign_scorer": "exact_match"}})
