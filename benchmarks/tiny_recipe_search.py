@@ -2,6 +2,7 @@
 
     python benchmarks/tiny_recipe_search.py --work /tmp/tiny-search --only packaged packaged-beta0
     python benchmarks/tiny_recipe_search.py --work /tmp/tiny-search --set try1 train.steps=60 seam.beta=1
+    python benchmarks/tiny_recipe_search.py --work /tmp/tiny-search --table   # every recorded run, as markdown
 
 Each setting is a list of recipe overrides on top of ``recipes/tiny.yaml``; it is run through
 ``seamharden.protect.protect`` (no smoke test) and then ``seamharden.attack.suite.run_suite``
@@ -30,8 +31,8 @@ SETTINGS: dict[str, list[str]] = {
     "packaged-beta0": ["seam.beta=0"],
 }
 
-HEADER = ("| setting | overrides | verdict | utility drop | base gain | hardened bounded gain | ratio "
-          "| kept step | seconds |\n|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| setting | base seed | overrides | verdict | utility drop | base gain | hardened bounded gain | ratio "
+          "| kept step | seconds |\n|---|---|---|---|---|---|---|---|---|---|")
 
 
 def _fmt(x, spec: str = ".3f") -> str:
@@ -62,7 +63,8 @@ def run_setting(base: Path, work: Path, name: str, overrides: list[str]) -> dict
 
 def markdown_row(row: dict) -> str:
     secs = row["seconds"]["protect"] + row["seconds"]["suite"]
-    return (f"| {row['setting']} | {' '.join(row['overrides']) or '(as packaged)'} | {row['status']} "
+    return (f"| {row['setting']} | {row.get('base_seed', 0)} | {' '.join(row['overrides']) or '(as packaged)'} "
+            f"| {row['status']} "
             f"| {_fmt(row['utility_drop'], '+.1%')} | {_fmt(row['base_gain'])} "
             f"| {_fmt(row['hardened_bounded_gain'])} | {_fmt(row['ratio'], '.2f')} | {_fmt(row['kept_step'], 'd')} "
             f"| {secs:.0f} |")
@@ -73,9 +75,15 @@ def main() -> None:
     ap.add_argument("--work", type=Path, required=True, help="cache of the base and the runs; runs.jsonl goes here")
     ap.add_argument("--base-seed", type=int, default=0)
     ap.add_argument("--only", nargs="*", default=None, help="names from SETTINGS (default: all)")
+    ap.add_argument("--table", action="store_true", help="print every run of <work>/runs.jsonl and exit")
     ap.add_argument("--set", nargs="+", action="append", default=[], metavar=("NAME", "KEY=VALUE"),
                     help="an ad-hoc setting: a name, then overrides")
     args = ap.parse_args()
+    if args.table:
+        print(HEADER)
+        for line in (args.work / "runs.jsonl").read_text().splitlines():
+            print(markdown_row(json.loads(line)))
+        return
     args.work.mkdir(parents=True, exist_ok=True)
     base = args.work / f"base-seed{args.base_seed}"
     if not (base / "tiny_skill.json").exists():
