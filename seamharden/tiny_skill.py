@@ -5,12 +5,13 @@ A random-init model has no skill to keep or lose, so a hardening verdict on it s
 uses, in two phases like an aligned LM: first the harmful answers of ``adv`` (every prompt) next
 to the benign ``bgn`` answers, then refusals (``builtin_refusals``) on those same prompts next to
 ``bgn``. The harmful capability stays latent under the refusals, so a fine-tuning attack can
-revive it. Benign training uses exactly the D_bgn training stream ``protect`` builds for the recipe: the
-records neither held out for the attack suite (``split_heldout(bgn, heldout_fraction, split_seed)``)
-nor carved out for the utility controller (``reserve_prompts(..., val_samples, split_seed)``), so
-both benign scores measure generalisation, not memory.
+revive it. Benign training uses a subset of the D_bgn training stream ``protect`` builds for the
+recipe: never the records held out for the attack suite (``split_heldout(bgn, heldout_fraction,
+split_seed)``), and ``val_samples`` prompts fewer (``reserve_prompts``, the prompts a utility
+controller with ``utility.val_samples`` of that size scores), so benign scores on those records
+measure generalisation, not memory.
 
-Deterministic in ``seed`` on one thread; a few tens of seconds on one CPU thread.
+Deterministic in ``seed`` (same weights on every run, one thread); about 25 s on one CPU thread.
 Examples are encoded with the package's own ``encode_example`` / ``collate`` (chat template)
 and trained with ``lm_loss``.
 """
