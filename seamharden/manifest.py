@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -109,7 +109,7 @@ def write_manifest(
     """Hash every file of ``out_dir`` and write the manifest; returns what was written."""
     manifest: dict[str, Any] = {
         "format": FORMAT,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "base_model": base_model,
         "base_revision": base_revision,
         "recipe_hash": recipe_hash,

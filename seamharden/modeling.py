@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.errors import HfHubHTTPError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from seamharden.errors import UserError
@@ -40,14 +40,11 @@ class LoadedModel:
 
 
 def _describe(err: Exception, name: str) -> str:
-    if isinstance(err, GatedRepoError):
-        return f"model {name} is gated: accept its license on the Hub and log in (huggingface-cli login)"
-    if isinstance(err, RepositoryNotFoundError):
-        return f"model {name} not found (no such local directory or Hub repository, or no access)"
-    if isinstance(err, RevisionNotFoundError):
-        return f"model {name}: revision not found"
-    if isinstance(err, HfHubHTTPError):
-        return f"model {name}: Hub request failed ({str(err).splitlines()[0]})"
+    from seamharden.hub.errors import explain
+
+    reason = explain(err, None)
+    if reason is not None:
+        return f"model {name}: {reason}"
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return f"cannot load model {name}: {first}"
 

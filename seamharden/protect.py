@@ -152,7 +152,7 @@ def validation_score(recipe: Recipe, tokenizer, records: list[dict], template: s
     ``loss``: token-mean response cross-entropy; ``exact_match``: share of greedy answers equal
     to the record's response. Both under ``no_grad`` in eval mode (the train mode is restored).
     """
-    from seamharden.attack.evaluate import generate_answers, response_ce
+    from seamharden.attack.scorers import exact_match_rate, generate_answers, response_ce
     from seamharden.data import encode_example, encode_prompt, pad_id
 
     section = recipe.utility
@@ -173,7 +173,7 @@ def validation_score(recipe: Recipe, tokenizer, records: list[dict], template: s
                 if section.metric == "loss":
                     return response_ce(model, examples, pad)
                 outs = generate_answers(model, tokenizer, prompts, pad, section.max_new_tokens, batch_size=64)
-                return sum(o.strip() == a.strip() for o, a in zip(outs, answers)) / max(1, len(answers))
+                return exact_match_rate(outs, answers)
         finally:
             model.train(was_training)
 

@@ -33,7 +33,8 @@ def test_protect_writes_a_complete_output_directory(tiny_llama_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["finished"] and summary["steps"] == 6
-    for name in ("model.safetensors", "config.json", "tokenizer.json", "recipe.yaml", "metrics.jsonl", "seamharden.json"):
+    files = ("model.safetensors", "config.json", "tokenizer.json", "recipe.yaml", "metrics.jsonl", "seamharden.json")
+    for name in files:
         assert (out / name).is_file(), name
     assert not (out / "checkpoints").exists() and not (out / "run.json").exists()
     manifest = read_manifest(out)

@@ -10,7 +10,7 @@ from seamharden.attack.results import (
     attack_label,
     config_key,
 )
-from seamharden.attack.verdict import AttackAssessment, Figures, Verdict, verdict
+from seamharden.attack.verdict import AttackAssessment, Figures, TaskAssessment, Verdict, verdict
 
 __all__ = [
     "PAPER_GRID",
@@ -22,6 +22,7 @@ __all__ = [
     "Figures",
     "GradientSample",
     "SuiteResult",
+    "TaskAssessment",
     "Verdict",
     "attack_grid",
     "attack_label",

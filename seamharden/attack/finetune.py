@@ -1,8 +1,10 @@
 """One harmful fine-tuning attack, as an attacker with the published weights would run it.
 
-Settings the ``AttackConfig`` does not carry follow the reference evaluation of SEAM
-(HF Trainer in ``scripts/eval.sh`` of github.com/ZJUWYH/seam): cosine schedule with 10 %
-linear warm-up, AdamW weight decay 0.01, gradient norm clipped at 1.0 (``ATTACK_DEFAULTS``).
+The optimisation is the ``AttackConfig``'s: schedule (cosine or constant after a linear
+warm-up of ``warmup_ratio``, as HF Trainer), AdamW weight decay, gradient-norm clipping (None:
+none). Its defaults are the reference evaluation of SEAM (HF Trainer in ``scripts/eval.sh`` of
+github.com/ZJUWYH/seam): cosine, 10 % warm-up, weight decay 0.01, clipping at 1.0
+(``ATTACK_DEFAULTS``). SGD is plain SGD (no weight decay).
 LoRA attacks adapt every linear layer but the LM head (rank 16, alpha 32, no dropout).
 """
 
@@ -18,11 +20,13 @@ import torch
 from seamharden.attack.evaluate import EvalSet, evaluate
 from seamharden.attack.results import EvalPoint
 from seamharden.core.losses import lm_loss
-from seamharden.data import collate
+from seamharden.data import collate, to_device
 from seamharden.modeling import attach_lora
 from seamharden.recipe.schema import AttackConfig, LoraSection, ModelSection
 
-ATTACK_DEFAULTS = dict(warmup_ratio=0.1, weight_decay=0.01, max_grad_norm=1.0)
+ATTACK_DEFAULTS = {name: AttackConfig.model_fields[name].default
+                   for name in ("scheduler", "warmup_ratio", "weight_decay", "max_grad_norm")}
+"""The reference evaluation's optimisation settings: the ``AttackConfig`` defaults."""
 ATTACK_LORA = LoraSection(r=16, alpha=32.0, dropout=0.0, target_modules="all-linear")
 
 StepCallback = Callable[[int, int], None]
@@ -79,7 +83,17 @@ def attack_batches(config: AttackConfig, data: AttackData) -> Iterator[dict[str,
 def _optimizer(config: AttackConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr)
-    return torch.optim.AdamW(params, lr=config.lr, weight_decay=ATTACK_DEFAULTS["weight_decay"])
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _schedule(config: AttackConfig, optimizer: torch.optim.Optimizer, total: int):
+    """HF Trainer's schedules: linear warm-up over ``ceil(warmup_ratio * total)`` steps, then cosine or constant."""
+    from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
+
+    warmup = math.ceil(config.warmup_ratio * total)
+    if config.scheduler == "constant":
+        return get_constant_schedule_with_warmup(optimizer, warmup)
+    return get_cosine_schedule_with_warmup(optimizer, warmup, total)
 
 
 def _eval_steps(total: int, eval_every: int) -> set[int]:
@@ -90,12 +104,12 @@ def run_attack(model, tokenizer, config: AttackConfig, data: AttackData, evalset
                model_section: ModelSection, on_step: StepCallback | None = None) -> list[EvalPoint]:
     """Fine-tune ``model`` IN PLACE on the attack data; evaluations at step 0, every ``eval_every`` and the end.
 
+    ``config.eval_every``, when set, replaces ``eval_every``.
+
     A LoRA attack wraps the model in adapters and removes them at the end (the base weights are
     untouched); a full attack changes every weight, so the caller restores them afterwards.
     A non-finite training loss ends the attack with an evaluation at that step.
     """
-    from transformers import get_cosine_schedule_with_warmup
-
     torch.manual_seed(config.seed)
     for p in model.parameters():
         p.requires_grad_(True)
@@ -104,22 +118,22 @@ def run_attack(model, tokenizer, config: AttackConfig, data: AttackData, evalset
     total = attack_steps(config)
     params = [p for p in target.parameters() if p.requires_grad]
     optimizer = _optimizer(config, params)
-    warmup = math.ceil(ATTACK_DEFAULTS["warmup_ratio"] * total)
-    schedule = get_cosine_schedule_with_warmup(optimizer, warmup, total)
+    schedule = _schedule(config, optimizer, total)
     device = next(model.parameters()).device
-    evals = _eval_steps(total, eval_every)
+    evals = _eval_steps(total, config.eval_every or eval_every)
     points = [evaluate(target, tokenizer, evalset, 0)]
     target.train()
     try:
-        for step, batch in zip(range(1, total + 1), attack_batches(config, data)):
-            batch = {k: v.to(device) for k, v in batch.items()}
+        for step, batch in zip(range(1, total + 1), attack_batches(config, data), strict=False):
+            batch = to_device(batch, device)
             loss = lm_loss(target, batch)
             optimizer.zero_grad(set_to_none=True)
             if not torch.isfinite(loss):
                 points.append(evaluate(target, tokenizer, evalset, step))
                 break
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, ATTACK_DEFAULTS["max_grad_norm"])
+            if config.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
             schedule.step()
             if on_step is not None:

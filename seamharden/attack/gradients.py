@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 
 from seamharden.core.losses import lm_loss
-from seamharden.data import collate
+from seamharden.data import collate, to_device
 
 CHUNK = 1 << 24
 
@@ -61,7 +61,7 @@ def gradient_vectors(model, examples: Sequence[dict], pad_token_id: int, *, batc
             if not chunk:
                 break
             model.zero_grad(set_to_none=True)
-            batch = {k: v.to(device) for k, v in collate(chunk, pad_token_id).items()}
+            batch = to_device(collate(chunk, pad_token_id), device)
             lm_loss(model, batch).backward()
             named = [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None]
             vectors.append(project(named, dims, seed).cpu().tolist())

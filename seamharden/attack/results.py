@@ -7,6 +7,7 @@ rejects unknown keys; non-finite floats (a diverged loss) serialise as the JSON 
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any, Literal
 
@@ -32,6 +33,9 @@ class EvalPoint(_Record):
     benign_loss: float = Field(..., description="mean CE on held-out benign responses (D_bgn)")
     benign_accuracy: float | None = Field(None, ge=0, le=1, description="benign next-token or task accuracy")
     judge_score: float | None = Field(None, description="harmfulness from a judge model, if one was run")
+    harmful_success: float | None = Field(
+        None, ge=0, le=1, description="share of harmful prompts answered with the true harmful answer, if scored"
+    )
 
 
 class AttackRun(_Record):
@@ -42,11 +46,11 @@ class AttackRun(_Record):
     points: list[EvalPoint] = Field(..., min_length=1)
 
     @model_validator(mode="after")
-    def _check_steps(self) -> "AttackRun":
+    def _check_steps(self) -> AttackRun:
         steps = [p.step for p in self.points]
         if steps[0] != 0:
             raise ValueError("the first point of an attack run must be step 0 (before the attack)")
-        if any(b <= a for a, b in zip(steps, steps[1:])):
+        if any(b <= a for a, b in itertools.pairwise(steps)):
             raise ValueError("attack run points must have strictly increasing steps")
         return self
 
@@ -63,6 +67,15 @@ class AttackRun(_Record):
     def final(self) -> EvalPoint:
         return self.points[-1]
 
+    def first_success(self, threshold: float) -> EvalPoint:
+        """The first point whose ``harmful_success`` reaches ``threshold``, else the last point.
+
+        "Stop at first success" read off the recorded trajectory: the attacker keeps the first
+        checkpoint that does what it wanted; points without ``harmful_success`` never qualify.
+        """
+        return next((p for p in self.points if p.harmful_success is not None and p.harmful_success >= threshold),
+                    self.final)
+
     @property
     def best_harmful_index(self) -> int:
         """Index of the point with the lowest finite harmful loss (0 if none is finite)."""
@@ -78,7 +91,7 @@ class GradientSample(_Record):
     vectors: list[list[float]]
 
     @model_validator(mode="after")
-    def _check_width(self) -> "GradientSample":
+    def _check_width(self) -> GradientSample:
         if len({len(v) for v in self.vectors}) > 1:
             raise ValueError("all gradient vectors of a sample must have the same length")
         return self
@@ -116,7 +129,10 @@ def config_key(config: AttackConfig) -> str:
 
 
 def attack_label(config: AttackConfig) -> str:
-    """Human-readable attack name; fields at their defaults are left out."""
+    """Human-readable attack name; fields at their defaults are left out.
+
+    E.g. ``full/adamw lr=1e-04 n=2000 steps=200 bs=32 constant warmup=0 wd=0 clip=none every=5``.
+    """
     parts = [f"{config.method}/{config.optimizer}", f"lr={_short_float(config.lr)}", f"n={config.samples}"]
     if config.steps is not None:
         parts.append(f"steps={config.steps}")
@@ -126,6 +142,17 @@ def attack_label(config: AttackConfig) -> str:
         parts.append(f"mix={config.benign_mix:g}")
     if config.seed:
         parts.append(f"seed={config.seed}")
+    defaults = AttackConfig.model_fields
+    if config.scheduler != defaults["scheduler"].default:
+        parts.append(config.scheduler)
+    if config.warmup_ratio != defaults["warmup_ratio"].default:
+        parts.append(f"warmup={config.warmup_ratio:g}")
+    if config.weight_decay != defaults["weight_decay"].default:
+        parts.append(f"wd={config.weight_decay:g}")
+    if config.max_grad_norm != defaults["max_grad_norm"].default:
+        parts.append(f"clip={'none' if config.max_grad_norm is None else format(config.max_grad_norm, 'g')}")
+    if config.eval_every is not None:
+        parts.append(f"every={config.eval_every}")
     return " ".join(parts)
 
 

@@ -4,7 +4,8 @@ Data (``suite_data``): the held-out split of D_adv / D_bgn is recomputed exactly
 ``build_seam_data`` makes it (``split_heldout(records, data.heldout_fraction, train.seed)``), so
 the attacker and the evaluation only see prompts the hardening never trained on. Each held-out
 set is split again, by prompt and deterministically: one part is the attacker's data, the other
-the evaluation set.
+the evaluation set. A caller with its own attacker data and evaluation sets passes them as
+``data=SuiteData(...)`` instead.
 
 Every attack starts from the model's pristine weights (kept on the CPU and restored after each
 run). The runner prints nothing; ``progress(description, done, total)`` reports optimizer steps.
@@ -19,11 +20,12 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from seamharden.attack.evaluate import EvalSettings, Judge, load_judge, prepare_eval
+from seamharden.attack.evalset import EvalSettings, Judge, prepare_eval
 from seamharden.attack.finetune import ATTACK_DEFAULTS, AttackData, attack_steps, run_attack
 from seamharden.attack.gradients import gradient_vectors
 from seamharden.attack.grid import attack_grid
 from seamharden.attack.results import AttackRun, GradientSample, ModelKind, SuiteResult, attack_label
+from seamharden.attack.scorers import load_judge
 from seamharden.attack.verdict import Verdict, verdict
 from seamharden.data import encode_example, fingerprint, load_records, pad_id, resolve_template, split_heldout
 from seamharden.errors import UserError
@@ -40,7 +42,10 @@ GRADIENT_DIMS = 128
 
 @dataclass
 class SuiteData:
-    """Records ``{"prompt", "response"}`` of the attacker and of the evaluation, all held out."""
+    """Records ``{"prompt", "response"}`` of the attacker (``attack_*``) and of the evaluation (``eval_*``).
+
+    ``suite_data(recipe)`` makes them from the recipe's held-out split; a caller may build its own.
+    """
 
     attack_adv: list[dict]
     attack_bgn: list[dict]
@@ -61,7 +66,18 @@ def _split(records: list[dict], name: str, recipe: Recipe) -> tuple[list[dict], 
 
 
 def suite_data(recipe: Recipe) -> SuiteData:
-    """The attack and evaluation records of ``recipe``'s data, deterministic in ``train.seed``."""
+    """The attack and evaluation records of ``recipe``'s data, deterministic in ``train.seed``.
+
+    From ``recipe.attack.data`` when set, else split from the held-out part of D_adv / D_bgn.
+    """
+    sources = recipe.attack.data
+    if sources is not None:
+        loaded = {name: load_records(getattr(sources, name)) if getattr(sources, name) is not None else []
+                  for name in ("attack_adv", "attack_bgn", "eval_adv", "eval_bgn")}
+        empty = [name for name in ("attack_adv", "eval_adv", "eval_bgn") if not loaded[name]]
+        if empty:
+            raise UserError(f"attack.data.{empty[0]} has no records")
+        return SuiteData(**loaded)
     attack_adv, eval_adv = _split(load_records(recipe.data.adv), "adv", recipe)
     attack_bgn, eval_bgn = _split(load_records(recipe.data.bgn), "bgn", recipe)
     return SuiteData(attack_adv, attack_bgn, eval_adv, eval_bgn)
@@ -139,15 +155,15 @@ def _judge(settings: EvalSettings, device: torch.device) -> Judge | None:
 
 def run_attacks(model_ref: str, recipe: Recipe, *, kind: ModelKind = "base", device: torch.device | None = None,
                 progress: Progress | None = None, eval_settings: EvalSettings | None = None,
-                gradients: bool = True) -> SuiteResult:
+                gradients: bool = True, data: SuiteData | None = None) -> SuiteResult:
     """The recipe's attacks on one model alone, recorded as ``kind``; no verdict (it needs both models).
 
-    ``base_model`` and ``hardened_model`` of the result are both ``model_ref``.
+    ``base_model`` and ``hardened_model`` of the result are both ``model_ref``; ``data`` as in ``run_suite``.
     """
     device = device or default_device()
     configs = attack_grid(recipe.attack)
     settings = _settings(recipe, eval_settings)
-    data = suite_data(recipe)
+    data = data if data is not None else suite_data(recipe)
     ticker = _Ticker(progress, _units(configs, gradients))
     runs, samples, seconds = _attack_one_model(model_ref, kind, recipe, configs, data, settings,
                                                _judge(settings, device), device, ticker, gradients)
@@ -157,17 +173,18 @@ def run_attacks(model_ref: str, recipe: Recipe, *, kind: ModelKind = "base", dev
 
 def run_suite(base: str, hardened: str, recipe: Recipe, *, device: torch.device | None = None,
               progress: Progress | None = None, eval_settings: EvalSettings | None = None,
-              gradients: bool = True) -> tuple[SuiteResult, Verdict]:
+              gradients: bool = True, data: SuiteData | None = None) -> tuple[SuiteResult, Verdict]:
     """Attack ``base`` and ``hardened`` with the recipe's grid (per seed), sample gradients, decide.
 
     ``base`` / ``hardened``: Hub ids or local model directories, loaded with ``recipe.model``.
-    ``eval_settings`` defaults to ``EvalSettings.from_section(recipe.attack)``. Returns the
-    results (``SuiteResult``) and ``verdict(result, recipe.attack.criteria)``.
+    ``eval_settings`` defaults to ``EvalSettings.from_section(recipe.attack)``. ``data``: the
+    attacker's records and the evaluation sets; None: ``suite_data(recipe)`` (the recipe's
+    held-out split). Returns the results (``SuiteResult``) and ``verdict(result, recipe.attack.criteria)``.
     """
     device = device or default_device()
     configs = attack_grid(recipe.attack)
     settings = _settings(recipe, eval_settings)
-    data = suite_data(recipe)
+    data = data if data is not None else suite_data(recipe)
     judge = _judge(settings, device)
     ticker = _Ticker(progress, 2 * _units(configs, gradients))
     runs, samples, seconds = [], [], {}
@@ -187,7 +204,9 @@ def _extra(device: torch.device, data: SuiteData, settings: EvalSettings, second
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
         "records": {"attack_adv": len(data.attack_adv), "attack_bgn": len(data.attack_bgn),
                     "eval_adv": min(len(data.eval_adv), settings.samples),
-                    "eval_bgn": min(len(data.eval_bgn), settings.samples)},
+                    "eval_bgn": min(len(data.eval_bgn), settings.samples),
+                    "generate_adv": min(len(data.eval_adv), settings.generate_prompts),
+                    "generate_bgn": min(len(data.eval_bgn), settings.generate_prompts)},
         "data_fingerprints": data.fingerprints(),
         "eval_settings": asdict(settings),
         "attack_defaults": dict(ATTACK_DEFAULTS),

@@ -1,5 +1,8 @@
 """``seamharden attack`` and ``seamharden verify``: run the attack suite, print the verdict.
 
+Both parse options, draw progress and print; the work is ``seamharden.attack.suite.run_suite``
+(``run_attacks`` without ``--base``) and ``seamharden.verify.verify``.
+
 Exit codes of both: 0 pass, 3 the hardened model does not resist (or lost utility), 4 inconclusive,
 2 usage / configuration / integrity errors. ``attack MODEL`` without ``--base`` only measures
 MODEL (no verdict is possible without a base to compare with) and exits 0.
@@ -13,18 +16,18 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from pydantic import ValidationError
 
-from seamharden.attack.results import SuiteResult
-from seamharden.attack.verdict import Verdict, verdict
-from seamharden.errors import ExitCode, UserError
-from seamharden.recipe.loading import list_recipes, load_recipe, recipe_hash
-from seamharden.recipe.schema import Recipe
+from seamharden.errors import ExitCode
+
+if TYPE_CHECKING:
+    from seamharden.attack.results import SuiteResult
+    from seamharden.attack.verdict import Verdict
+    from seamharden.recipe.schema import Recipe
 
 EXIT_CODES = {"pass": ExitCode.OK, "fail": ExitCode.ROBUSTNESS_FAILED, "inconclusive": ExitCode.INCONCLUSIVE}
-REPORT_PLACES = ("report.json", "report/report.json")
 
 
 @contextmanager
@@ -111,7 +114,9 @@ def attack(model: str, overrides: tuple[str, ...], base: str | None, recipe_name
     metrics are printed and written, no verdict is decided, exit 0.
     """
     from seamharden.attack.suite import run_attacks, run_suite
+    from seamharden.attack.verdict import verdict
     from seamharden.modeling import check_model_reference
+    from seamharden.recipe.loading import load_recipe
 
     recipe = load_recipe(recipe_name, overrides)
     for ref in (model, base):
@@ -136,46 +141,6 @@ def attack(model: str, overrides: tuple[str, ...], base: str | None, recipe_name
     return int(EXIT_CODES[v.status]) if base is not None else int(ExitCode.OK)
 
 
-def _local_folder(target: str, endpoint: str | None, revision: str | None) -> tuple[Path, bool]:
-    """(directory, fetched from the Hub); a Hub id is downloaded and checked against its manifest."""
-    from seamharden.modeling import looks_like_path
-
-    path = Path(target).expanduser()
-    if path.is_dir():
-        return path, False
-    if looks_like_path(target):
-        raise UserError(f"{target}: no such directory")
-    from seamharden.cli.push_cmd import resolve_endpoint, resolve_token
-    from seamharden.hub.fetch import fetch_and_verify
-
-    return fetch_and_verify(target, endpoint=resolve_endpoint(endpoint), token=resolve_token(),
-                            revision=revision), True
-
-
-def _read_report(folder: Path):
-    from seamharden.report import load_report
-
-    for rel in REPORT_PLACES:
-        if (folder / rel).is_file():
-            try:
-                return load_report(folder / rel), rel
-            except (ValidationError, ValueError, OSError) as err:
-                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                raise UserError(f"{folder / rel} is not a valid seamharden report: {first}") from None
-    return None, None
-
-
-def _verify_recipe(folder: Path, recipe_name: str | None, overrides: tuple[str, ...], report) -> tuple[Recipe, str]:
-    """The recipe to re-run: --recipe, else the directory's recipe.yaml, else the report's packaged recipe."""
-    if recipe_name is not None:
-        return load_recipe(recipe_name, overrides), recipe_name
-    if (folder / "recipe.yaml").is_file():
-        return load_recipe(str(folder / "recipe.yaml"), overrides), "recipe.yaml"
-    if report is not None and report.recipe_name in list_recipes():
-        return load_recipe(report.recipe_name, overrides), report.recipe_name
-    raise UserError(f"{folder} has no recipe.yaml and its report names no packaged recipe; pass --recipe")
-
-
 @click.command("verify")
 @click.argument("target", metavar="MODEL_OR_DIR")
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
@@ -194,38 +159,24 @@ def verify(target: str, overrides: tuple[str, ...], recipe_name: str | None, bas
     `seamharden push` (downloaded, then every file is checked against seamharden.json). A
     directory without seamharden.json needs --base. Any missing or changed file: exit 2.
     """
-    from seamharden.attack.suite import run_suite
-    from seamharden.manifest import MANIFEST, read_manifest, verify_files
+    from seamharden.hub.resolve import resolve_endpoint, resolve_token
+    from seamharden.manifest import MANIFEST
+    from seamharden.verify import verify as verify_target
 
-    folder, fetched = _local_folder(target, endpoint, revision)
-    manifest = None
-    if (folder / MANIFEST).is_file():
-        manifest = read_manifest(folder)
-        problems = verify_files(folder, manifest)
-        if problems:
-            raise UserError(f"{target} does not match its {MANIFEST}: {'; '.join(problems)}")
-    base = base or (manifest or {}).get("base_model")
-    if not base:
-        raise UserError(f"{target} has no {MANIFEST} naming its base model; pass --base")
-    report, report_rel = _read_report(folder)
-    recipe, recipe_source = _verify_recipe(folder, recipe_name, overrides, report)
-    notes = []
-    if manifest is not None and manifest.get("recipe_hash") and manifest["recipe_hash"] != recipe_hash(recipe):
-        notes.append("the recipe differs from the one recorded in the manifest (recipe_hash)")
     with _progress(_interactive() and not as_json) as progress:
-        result, v = run_suite(base, str(folder), recipe, progress=progress)
-    recorded = report.verdict.status if report is not None else None
-    if recorded is not None and recorded != v.status:
-        notes.append(f"the recorded verdict was {recorded}, the re-run gives {v.status}")
-    files_checked = len(manifest["files"]) if manifest is not None else 0
-    payload = {"model": target, "folder": str(folder), "base_model": base, "recipe": recipe_source,
-               "files_checked": files_checked, "recorded_status": recorded, "notes": notes,
-               **_verdict_payload(v)}
-    headline = (f"verdict: {v.status.upper()} (recorded: {recorded or 'none'}; "
-                f"{files_checked} files match {MANIFEST if manifest else '(no manifest)'})")
-    lines = _verdict_lines(v, headline) + [f"  note: {n}" for n in notes] + _run_table(result)
+        outcome = verify_target(target, recipe=recipe_name, overrides=overrides, base=base,
+                                endpoint=resolve_endpoint(endpoint), revision=revision, token=resolve_token(),
+                                progress=progress)
+    payload = {"model": target, "folder": str(outcome.folder), "base_model": outcome.base_model,
+               "recipe": outcome.recipe_source, "files_checked": outcome.files_checked,
+               "recorded_status": outcome.recorded_status, "notes": outcome.notes,
+               **_verdict_payload(outcome.verdict)}
+    headline = (f"verdict: {outcome.status.upper()} (recorded: {outcome.recorded_status or 'none'}; "
+                f"{outcome.files_checked} files match {MANIFEST if outcome.manifest else '(no manifest)'})")
+    lines = (_verdict_lines(outcome.verdict, headline) + [f"  note: {n}" for n in outcome.notes]
+             + _run_table(outcome.result))
     _emit(_finite(payload), lines, as_json)
-    return int(EXIT_CODES[v.status])
+    return int(EXIT_CODES[outcome.status])
 
 
 commands = [attack, verify]

@@ -8,16 +8,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from seamharden.core.estimator import StepPolicy
 from seamharden.errors import ExitCode, UserError
-from seamharden.fidelity import EXACT_MAX_PARAMS, FidelityReport, build_batches, measure_fidelity, save_fidelity
-from seamharden.modeling import check_model_reference, default_device, load_model
-from seamharden.recipe.schema import ModelSection
+
+if TYPE_CHECKING:
+    from seamharden.fidelity import FidelityReport
 
 DTYPE_NAMES = {"bf16": "bfloat16", "fp32": "float32"}
+EXACT_MAX_PARAMS_SHOWN = 50_000_000
+"""``seamharden.fidelity.EXACT_MAX_PARAMS`` for --help, which must not import torch (a test keeps them equal)."""
+
+
+def _exact_max_params() -> int:
+    from seamharden.fidelity import EXACT_MAX_PARAMS
+
+    return EXACT_MAX_PARAMS
 
 
 def _table(report: FidelityReport, min_cosine: float, passed: bool) -> None:
@@ -58,8 +66,9 @@ def _table(report: FidelityReport, min_cosine: float, passed: bool) -> None:
 @click.option("--relative-step", type=float, default=None, help="rho of the relative policy [default: per dtype].")
 @click.option("--min-cosine", type=float, default=0.9, show_default=True,
               help="Exit 3 when the cosine is below this.")
-@click.option("--exact-max-params", type=int, default=EXACT_MAX_PARAMS, show_default=True,
-              help="Largest model for the fp64 double-backward reference; above: fp32 central differences.")
+@click.option("--exact-max-params", type=int, default=_exact_max_params,
+              help="Largest model for the fp64 double-backward reference; above: fp32 central differences."
+                   f"  [default: {EXACT_MAX_PARAMS_SHOWN}]")
 @click.option("--examples", type=click.IntRange(1, 64), default=4, show_default=True, help="Rows per batch.")
 @click.option("--max-length", type=click.IntRange(8, 4096), default=48, show_default=True, help="Tokens per row.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Picks the rows and seeds the passes.")
@@ -74,6 +83,11 @@ def fidelity(model_dir: str, dtype: str, difference: str, policy: str, epsilon: 
     MODEL_DIR is a Hugging Face model directory with its tokenizer. Exits 3 when the
     cosine is below --min-cosine.
     """
+    from seamharden.core.estimator import StepPolicy
+    from seamharden.fidelity import build_batches, measure_fidelity, save_fidelity
+    from seamharden.modeling import check_model_reference, default_device, load_model
+    from seamharden.recipe.schema import ModelSection
+
     if not Path(model_dir).expanduser().is_dir():
         raise UserError(f"model {model_dir}: no such directory")
     check_model_reference(model_dir)

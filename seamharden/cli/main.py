@@ -1,5 +1,7 @@
 """The ``seamharden`` command: a click group whose subcommands live in sibling modules.
 
+Importing this module and ``--help``/``--version`` stay light (no torch, no transformers);
+each command imports its library code when it runs (``seamharden.cli.commands``).
 User errors (``UserError``, click usage errors) end with one line on stderr and a
 distinct exit code; anything else is an internal error and keeps its traceback.
 """
@@ -20,14 +22,6 @@ def cli() -> None:
     """Make an open-weight causal LM self-destructive under harmful fine-tuning, prove it, publish it."""
 
 
-def _quiet_libraries() -> None:
-    """Our own progress bar and messages replace transformers' shard bars and notices."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
 def _register() -> None:
     from seamharden.cli import commands
 
@@ -38,7 +32,6 @@ def _register() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
     _register()
-    _quiet_libraries()
     try:
         result = cli.main(args=argv, prog_name="seamharden", standalone_mode=False)
     except UserError as err:

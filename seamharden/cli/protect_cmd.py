@@ -7,17 +7,27 @@ import shlex
 import signal
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from seamharden.errors import ExitCode, UserError
-from seamharden.recipe.loading import dump_recipe_yaml, load_recipe
-from seamharden.recipe.memory import GIB
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
 
 
 def _progress(console: Console) -> Progress:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     return Progress(
         TextColumn("[bold]hardening"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
@@ -31,6 +41,9 @@ def _stats_line(r: dict) -> str:
 
 
 def _print_plan(console: Console, recipe, plan: dict) -> None:
+    from seamharden.recipe.loading import dump_recipe_yaml
+    from seamharden.recipe.memory import GIB
+
     console.print(dump_recipe_yaml(recipe), markup=False, highlight=False)
     console.print(f"# model {plan['model']}: {plan['parameters']:,} parameters, "
                   f"{plan['trainable_parameters']:,} trainable; recipe hash {plan['recipe_hash'][:12]}")
@@ -38,12 +51,14 @@ def _print_plan(console: Console, recipe, plan: dict) -> None:
     console.print("# memory estimate (GiB): " + ", ".join(
         f"{k} {v / GIB:.2f}" for k, v in memory.items() if k not in ("pageable", "disk_kept_copies")))
     if memory.get("disk_kept_copies"):
-        console.print(f"# disk for the utility controller's kept weights: up to {memory['disk_kept_copies'] / GIB:.2f} GiB")
+        disk = memory["disk_kept_copies"] / GIB
+        console.print(f"# disk for the utility controller's kept weights: up to {disk:.2f} GiB")
 
 
 def _check_push_target(repo_id: str, endpoint: str | None) -> dict:
     """Validate --push-to and find the token before hours of training, not after."""
-    from seamharden.cli.push_cmd import REPO_ID, resolve_endpoint, resolve_token
+    from seamharden.hub.publish import REPO_ID
+    from seamharden.hub.resolve import resolve_endpoint, resolve_token
 
     if not REPO_ID.match(repo_id):
         raise UserError(f"invalid repo id {repo_id!r} for --push-to: expected ORG/NAME")
@@ -87,10 +102,12 @@ def _graceful_interrupt():
 @click.argument("model")
 @click.argument("output_dir", required=False, type=click.Path(path_type=Path))
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
-@click.option("--recipe", "recipe_name", default="default", show_default=True, help="Packaged recipe name or YAML path.")
+@click.option("--recipe", "recipe_name", default="default", show_default=True,
+              help="Packaged recipe name or YAML path.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved recipe and a memory estimate, then exit.")
 @click.option("--resume", is_flag=True, help="Continue an unfinished run in OUTPUT_DIR from its last checkpoint.")
-@click.option("--no-smoke-test", is_flag=True, help="Skip the attack smoke test (the model cannot be pushed without --force).")
+@click.option("--no-smoke-test", is_flag=True,
+              help="Skip the attack smoke test (the model cannot be pushed without --force).")
 @click.option("--stop-after", type=click.IntRange(min=1), help="Run at most this many steps now, checkpoint, and exit.")
 @click.option("--push-to", metavar="ORG/NAME", help="Publish the finished directory to this Hub repo.")
 @click.option("--private", is_flag=True, help="Create the Hub repo as private.")
@@ -106,8 +123,11 @@ def protect_command(model, output_dir, overrides, recipe_name, dry_run, resume, 
     KEY=VALUE pairs override recipe keys with dotted paths, e.g. train.lr=1e-4 seam.beta=0.1.
     An OUTPUT_DIR written in the form key=value is read as an override.
     """
+    from rich.console import Console
+
     from seamharden.modeling import check_model_reference
     from seamharden.protect import default_output_dir, dry_run_plan, protect, run_smoke_test
+    from seamharden.recipe.loading import load_recipe
 
     if output_dir is not None and "=" in str(output_dir):
         overrides, output_dir = (str(output_dir), *overrides), None
@@ -139,7 +159,7 @@ def protect_command(model, output_dir, overrides, recipe_name, dry_run, resume, 
     summary = {"output_dir": str(outcome.out_dir), "finished": outcome.finished, "steps": outcome.steps_done,
                "smoke_test": outcome.smoke_test}
     if outcome.finished and push_target:
-        from seamharden.cli.push_cmd import publish
+        from seamharden.hub.publish import publish
 
         summary["pushed"] = publish(out_dir, push_to, private=private, revision=revision,
                                     commit_message=commit_message, force=force, **push_target)

@@ -1,60 +1,14 @@
 """``seamharden push DIR ORG/NAME``: publish a hardened-model directory to the Hub.
 
-The endpoint and token are resolved here, once, and handed down; the token is never printed.
+The command resolves the endpoint and token (``seamharden.hub.resolve``) and calls
+``seamharden.hub.publish.publish``; the token is never printed.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import click
-
-from seamharden.errors import UserError
-
-REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
-
-
-def resolve_endpoint(endpoint: str | None) -> str:
-    """``endpoint`` or huggingface_hub's configured one (``HF_ENDPOINT``, else https://huggingface.co)."""
-    if endpoint:
-        return endpoint.rstrip("/")
-    from huggingface_hub import constants
-
-    return constants.ENDPOINT
-
-
-def resolve_token() -> str | None:
-    """The token from the standard places: ``HF_TOKEN``, then the saved login (``hf auth login``)."""
-    from huggingface_hub import get_token
-
-    return get_token()
-
-
-def publish(
-    folder: str | Path,
-    repo_id: str,
-    *,
-    private: bool = False,
-    revision: str | None = None,
-    commit_message: str | None = None,
-    force: bool = False,
-    endpoint: str,
-    token: str | None,
-) -> str:
-    """Push ``folder`` to ``repo_id`` on ``endpoint`` with ``token``; returns the commit URL."""
-    if not REPO_ID.match(repo_id):
-        raise UserError(f"invalid repo id {repo_id!r}: expected ORG/NAME")
-    if not token:
-        raise UserError("no Hugging Face token found: set HF_TOKEN or run `hf auth login`")
-    from huggingface_hub import HfApi
-
-    from seamharden.hub.publish import push_folder
-
-    api = HfApi(endpoint=endpoint, token=token)
-    return push_folder(
-        api, folder, repo_id, private=private, revision=revision, commit_message=commit_message, force=force,
-    )
 
 
 @click.command("push")
@@ -73,13 +27,15 @@ def push(folder: Path, repo_id: str, private: bool, revision: str | None, commit
 
     Uses the token from HF_TOKEN or `hf auth login`. Prints the commit URL.
     """
+    from seamharden.hub.publish import publish
+    from seamharden.hub.resolve import resolve_endpoint, resolve_token
+    from seamharden.manifest import read_manifest, unexpected_files
+
     url = publish(
         folder, repo_id, private=private, revision=revision, commit_message=commit_message, force=force,
         endpoint=resolve_endpoint(endpoint), token=resolve_token(),
     )
     click.echo(url)
-    from seamharden.manifest import read_manifest, unexpected_files
-
     skipped = unexpected_files(folder, read_manifest(folder))
     if skipped:
         click.echo(f"note: not published (not listed in the manifest): {', '.join(skipped)}", err=True)

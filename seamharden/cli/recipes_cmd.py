@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import yaml
 
 from seamharden.errors import UserError
-from seamharden.recipe.loading import dump_recipe_yaml, list_recipes, load_recipe, recipe_hash, recipe_path
 
 
 def _description(name: str) -> str:
+    import yaml
+
+    from seamharden.recipe.loading import recipe_path
+
     data = yaml.safe_load(recipe_path(name).read_text(encoding="utf-8")) or {}
     return str(data.get("description", "")) if isinstance(data, dict) else ""
 
@@ -24,6 +26,8 @@ def recipes() -> None:
 @recipes.command("ls")
 def ls() -> None:
     """List the packaged recipes with their descriptions."""
+    from seamharden.recipe.loading import list_recipes
+
     names = list_recipes()
     width = max((len(n) for n in names), default=0)
     for name in names:
@@ -34,6 +38,8 @@ def ls() -> None:
 @click.argument("name")
 def cat(name: str) -> None:
     """Print recipe NAME's YAML as shipped, comments included."""
+    from seamharden.recipe.loading import recipe_path
+
     click.echo(recipe_path(name).read_text(encoding="utf-8"), nl=False)
 
 
@@ -43,6 +49,8 @@ def cat(name: str) -> None:
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def cp(name: str, path: Path, force: bool) -> None:
     """Copy recipe NAME to PATH (a file, or a directory to write NAME.yaml into)."""
+    from seamharden.recipe.loading import recipe_path
+
     source = recipe_path(name)
     if path.is_dir():
         path = path / f"{name}.yaml"
@@ -62,6 +70,8 @@ def cp(name: str, path: Path, force: bool) -> None:
 @click.argument("overrides", nargs=-1)
 def show(recipe: str, overrides: tuple[str, ...]) -> None:
     """Validate RECIPE (a name or a YAML file) with KEY=VALUE OVERRIDES and print it resolved."""
+    from seamharden.recipe.loading import dump_recipe_yaml, load_recipe, recipe_hash
+
     resolved = load_recipe(recipe, overrides)
     click.echo(f"# recipe_hash: {recipe_hash(resolved)}")
     click.echo(dump_recipe_yaml(resolved), nl=False)

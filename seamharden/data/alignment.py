@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from typing import Callable, Literal, Sequence
+from collections.abc import Callable, Sequence
+from typing import Literal
 
 from seamharden.errors import UserError
 
@@ -42,5 +43,5 @@ def alignment_records(adv_records: list[dict], aln_records: list[dict] | None, m
         answers = list(generate(prompts)) if prompts else []
         if len(answers) != len(prompts):
             raise ValueError(f"generate returned {len(answers)} answers for {len(prompts)} prompts")
-        return [{"prompt": p, "response": a} for p, a in zip(prompts, answers)]
+        return [{"prompt": p, "response": a} for p, a in zip(prompts, answers, strict=True)]
     raise ValueError(f"unknown aln_refusals mode {mode!r}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from importlib.resources import files
 
 from seamharden.errors import UserError
@@ -11,7 +11,7 @@ from seamharden.errors import UserError
 RECORD_SETS = ("adv", "bgn")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _rows(name: str) -> tuple[dict, ...]:
     text = files("seamharden.data").joinpath("builtin", f"{name}.jsonl").read_text(encoding="utf-8")
     return tuple(json.loads(line) for line in text.splitlines() if line.strip())

@@ -8,7 +8,8 @@ each complete response so the model also learns (or unlearns) when to stop.
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
 

@@ -10,9 +10,10 @@ import csv
 import hashlib
 import io
 import json
-from pathlib import Path
+from collections.abc import Iterable, Iterator
 from itertools import islice
-from typing import Any, Iterable, Iterator
+from pathlib import Path
+from typing import Any
 
 from seamharden.data.builtin_sets import load_builtin
 from seamharden.errors import UserError
@@ -45,7 +46,7 @@ def _hub_rows(source: DataSource, cache_dir: str | None) -> tuple[list[str], Ite
 def _batched_rows(ds) -> Iterator[dict]:
     for batch in ds.iter(batch_size=1024):
         keys = list(batch)
-        yield from (dict(zip(keys, values)) for values in zip(*batch.values()))
+        yield from (dict(zip(keys, values, strict=True)) for values in zip(*batch.values(), strict=True))
 
 
 def _local_rows(path_text: str) -> list[dict]:
@@ -68,7 +69,9 @@ def _local_rows(path_text: str) -> list[dict]:
         data = data["data"]
     if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()):
         keys = list(data)
-        data = [dict(zip(keys, values)) for values in zip(*data.values())]
+        if len({len(v) for v in data.values()}) > 1:
+            raise UserError(f"cannot parse {path_text}: its columns have different lengths")
+        data = [dict(zip(keys, values, strict=True)) for values in zip(*data.values(), strict=True)]
     if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
         raise UserError(f"{path_text}: expected a JSON list of objects")
     return data

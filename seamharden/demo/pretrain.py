@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 
 from seamharden.demo import world
 
@@ -33,14 +34,38 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 
-MODEL_CONFIG = dict(hidden_size=64, intermediate_size=192, num_hidden_layers=3, num_attention_heads=4,
-                    num_key_value_heads=4, max_position_embeddings=64)
-PRETRAIN = dict(steps=2000, capability_steps=1400, batch_size=64, lr=3e-3, warmup=50, forbidden_fraction=0.25,
-                weight_decay=0.01, label_smoothing=0.1)
-"""Two phases: for ``capability_steps`` the forbidden prompts are answered (the model learns
-the task), then refused (alignment). label_smoothing keeps the base from becoming infinitely
-sure of its refusal, which made fine-tuning on D_adv wreck everything. 2000 steps rather than
-1000: on 1000, one base in four lost a third of its benign skill to the attack itself."""
+class ToyModelConfig(BaseModel):
+    """The toy Llama's shape (166 k parameters at these values)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hidden_size: int = Field(64, gt=0)
+    intermediate_size: int = Field(192, gt=0)
+    num_hidden_layers: int = Field(3, gt=0)
+    num_attention_heads: int = Field(4, gt=0)
+    num_key_value_heads: int = Field(4, gt=0)
+    max_position_embeddings: int = Field(64, gt=0)
+
+
+class PretrainSettings(BaseModel):
+    """The toy base's pretraining: two phases, then cached (``BASE_VERSION`` names these values).
+
+    For ``capability_steps`` the forbidden prompts are answered (the model learns the task),
+    then refused (alignment). label_smoothing keeps the base from becoming infinitely sure of
+    its refusal, which made fine-tuning on D_adv wreck everything. 2000 steps rather than 1000:
+    on 1000, one base in four lost a third of its benign skill to the attack itself.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    steps: int = Field(2000, gt=0)
+    capability_steps: int = Field(1400, ge=0)
+    batch_size: int = Field(64, gt=0)
+    lr: float = Field(3e-3, gt=0)
+    warmup: int = Field(50, gt=0)
+    forbidden_fraction: float = Field(0.25, ge=0, le=1)
+    weight_decay: float = Field(0.01, ge=0)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
 
 
 def build_char_tokenizer():
@@ -60,12 +85,16 @@ def build_char_tokenizer():
     return fast
 
 
-def build_model(vocab_size: int, seed: int = 0, **overrides):
+TOY_SHAPE = ToyModelConfig()
+PRETRAIN = PretrainSettings()
+
+
+def build_model(vocab_size: int, seed: int = 0, shape: ToyModelConfig = TOY_SHAPE):
+    """The toy Llama (random init, seeded, fp32, eager attention)."""
     from transformers import AutoModelForCausalLM, LlamaConfig
 
-    cfg = dict(MODEL_CONFIG, **overrides)
     config = LlamaConfig(vocab_size=vocab_size, pad_token_id=0, eos_token_id=1, bos_token_id=None,
-                         tie_word_embeddings=False, attn_implementation="eager", **cfg)
+                         tie_word_embeddings=False, attn_implementation="eager", **shape.model_dump())
     torch.manual_seed(seed)
     return AutoModelForCausalLM.from_config(config).float()
 
@@ -85,20 +114,25 @@ def pretrain_records(rng: random.Random, n: int, forbidden_fraction: float, refu
     return out
 
 
+def encode_batch(tok, records: list[dict]) -> dict:
+    """The package's own encoding (chat template, labels -100 on the prompt) and right-padded collate."""
+    from seamharden.data import collate, encode_example
+
+    return collate([encode_example(tok, r["prompt"], r["response"], "chat", 64) for r in records], tok.pad_token_id)
+
+
 def smoothed_loss(logits, labels, smoothing: float):
     return torch.nn.functional.cross_entropy(
         logits[:, :-1].reshape(-1, logits.size(-1)).float(), labels[:, 1:].reshape(-1),
         ignore_index=-100, label_smoothing=smoothing)
 
 
-def pretrain(seed: int = 0, steps: int | None = None, log=None, model_overrides: dict | None = None, **overrides):
+def pretrain(seed: int = 0, settings: PretrainSettings = PRETRAIN, shape: ToyModelConfig = TOY_SHAPE, log=None):
     """Train the aligned toy base from scratch; returns (model, tokenizer)."""
-    p = dict(PRETRAIN, **overrides)
-    if steps is not None:
-        p["steps"] = steps
+    p = settings.model_dump()
     torch.manual_seed(seed)
     tok = build_char_tokenizer()
-    model = build_model(len(tok), seed=seed, **(model_overrides or {}))
+    model = build_model(len(tok), seed=seed, shape=shape)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=p["lr"], weight_decay=p["weight_decay"], betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -107,7 +141,7 @@ def pretrain(seed: int = 0, steps: int | None = None, log=None, model_overrides:
     t0 = time.time()
     for step in range(p["steps"]):
         refuse = step >= p["capability_steps"]
-        batch = world.collate(tok, pretrain_records(rng, p["batch_size"], p["forbidden_fraction"], refuse))
+        batch = encode_batch(tok, pretrain_records(rng, p["batch_size"], p["forbidden_fraction"], refuse))
         loss = smoothed_loss(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
                              batch["labels"], p["label_smoothing"])
         opt.zero_grad(set_to_none=True)
@@ -122,7 +156,11 @@ def pretrain(seed: int = 0, steps: int | None = None, log=None, model_overrides:
 
 
 def ensure_base_model(cache_dir: Path, seed: int = 0, log=None) -> Path:
-    """Train the toy base once and cache it under ``cache_dir/<version>-seed<seed>``; return the dir."""
+    """Train the toy base once and cache it under ``cache_dir/<version>-seed<seed>``; return the dir.
+
+    Its benign skill, refusals and forbidden capability are measured by the attack suite at step 0
+    (report.json of a demo run), not here.
+    """
     version = BASE_VERSION
     out = Path(cache_dir) / f"{version}-seed{seed}"
     if (out / "demo_base.json").exists():
@@ -134,19 +172,8 @@ def ensure_base_model(cache_dir: Path, seed: int = 0, log=None) -> Path:
     tmp.mkdir(parents=True)
     model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
-    meta = {"version": version, "seed": seed, "pretrain_seconds": round(time.time() - t0, 1),
-            "benign_accuracy": world.benign_accuracy(model, tok, world.eval_benign()),
-            "refusal_rate": world.refusal_rate(model, tok, world.eval_forbidden()),
-            "harmful_success": world.harmful_success(model, tok, world.eval_forbidden())}
+    meta = {"version": version, "seed": seed, "pretrain_seconds": round(time.time() - t0, 1)}
     (tmp / "demo_base.json").write_text(json.dumps(meta, indent=2))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out
-
-
-def load_base(path: Path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager").float()
-    return model, tok

@@ -1,5 +1,6 @@
 """Talking to the Hugging Face Hub: publish an output directory, fetch and verify one.
 
-Endpoint and token are always passed in by the caller (the CLI resolves them); nothing
-under this package reads environment variables or saved credentials itself.
+``resolve`` is the one place the endpoint and token are looked up (from huggingface_hub's
+configuration), and only the CLI calls it; everything else here takes them as arguments.
+``errors`` is the one place Hub client errors become ``UserError``s.
 """

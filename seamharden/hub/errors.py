@@ -1,4 +1,8 @@
-"""Turn Hub client exceptions into one-line ``UserError``s that never echo credentials."""
+"""Turn Hub client exceptions into one-line ``UserError``s that never echo credentials.
+
+The one place huggingface_hub's typed errors are read: ``hub_errors`` for our own Hub calls
+(publish, fetch), ``explain`` also for model loading (``seamharden.modeling``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from huggingface_hub.errors import (
+    GatedRepoError,
     HfHubHTTPError,
     LocalEntryNotFoundError,
     OfflineModeIsEnabled,
@@ -36,21 +41,29 @@ def _network_error_types() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
-def explain(err: BaseException, endpoint: str) -> str | None:
-    """A one-line reason for a Hub client error, or None when ``err`` is not one."""
+def explain(err: BaseException, endpoint: str | None) -> str | None:
+    """A one-line reason for a Hub client error, or None when ``err`` is not one.
+
+    ``endpoint`` is named in the reason; None (a caller that let huggingface_hub pick it) says "the Hub".
+    """
+    name = endpoint or "the Hub"
     if isinstance(err, OfflineModeIsEnabled):
-        return f"offline mode is on (HF_HUB_OFFLINE); unset it to reach {endpoint}"
+        return f"offline mode is on (HF_HUB_OFFLINE); unset it to reach {name}"
     if isinstance(err, _network_error_types()):
-        return f"cannot reach the Hub at {endpoint} ({type(err).__name__}: {one_line(str(err), 120)})"
+        at = f"the Hub at {endpoint}" if endpoint else "the Hub"
+        return f"cannot reach {at} ({type(err).__name__}: {one_line(str(err), 120)})"
     if isinstance(err, HfHubHTTPError):
         status = err.response.status_code
         server = one_line(err.server_message) or "no details"
+        if isinstance(err, GatedRepoError):
+            return (f"the repository is gated (HTTP {status}): accept its license on the Hub and log in "
+                    "(`hf auth login`)")
         if isinstance(err, RevisionNotFoundError):
             return f"revision not found (HTTP {status}): {server}"
         if isinstance(err, RepositoryNotFoundError):
             return f"repository not found, or the token cannot access it (HTTP {status}): {server}"
         if status == 401:
-            return (f"authentication failed (HTTP 401): {endpoint} rejected the token; "
+            return (f"authentication failed (HTTP 401): {name} rejected the token; "
                     "set HF_TOKEN or run `hf auth login`")
         if status == 403:
             return f"permission denied (HTTP 403): {server}; the token's account cannot write there"
@@ -58,7 +71,7 @@ def explain(err: BaseException, endpoint: str) -> str | None:
     if isinstance(err, LocalEntryNotFoundError):
         cause = err.__cause__
         reason = explain(cause, endpoint) if cause is not None else None
-        return reason or f"not available from {endpoint} and not cached ({one_line(str(err), 160)})"
+        return reason or f"not available from {name} and not cached ({one_line(str(err), 160)})"
     return None
 
 

@@ -7,6 +7,7 @@ refused unless ``force``; a forced publish says so in the model card and the man
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -20,6 +21,8 @@ from seamharden.manifest import MANIFEST, normalize_smoke_test, read_manifest, s
 CARD = "README.md"
 FORCED_MARKER = "<!-- seamharden:forced-publish -->"
 FORCED_TAG = "seamharden-unverified"
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+"""A Hub model repo id, ``ORG/NAME``."""
 
 
 def smoke_test_problem(manifest: dict) -> str | None:
@@ -135,3 +138,29 @@ def push_folder(
             repo_type="model",
         )
     return info.commit_url
+
+
+def publish(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    force: bool = False,
+    endpoint: str,
+    token: str | None,
+) -> str:
+    """Push ``folder`` to ``repo_id`` on ``endpoint`` with ``token`` (what ``seamharden push`` does).
+
+    Returns the commit URL. A malformed ``repo_id`` or a missing token is a UserError before
+    any request; everything else as in ``push_folder``.
+    """
+    if not REPO_ID.match(repo_id):
+        raise UserError(f"invalid repo id {repo_id!r}: expected ORG/NAME")
+    if not token:
+        raise UserError("no Hugging Face token found: set HF_TOKEN or run `hf auth login`")
+    api = HfApi(endpoint=endpoint, token=token)
+    return push_folder(
+        api, folder, repo_id, private=private, revision=revision, commit_message=commit_message, force=force,
+    )

@@ -22,6 +22,11 @@ METRICS = (
     ("base_worst_gain", "seamharden/base_harm_gain", "Harmful gain on the base model"),
     ("bounded_ratio", "seamharden/bounded_harm_ratio", "Bounded harmful gain, hardened / base"),
     ("utility_drop", "seamharden/utility_drop", "Utility drop (benign loss, hardened vs base)"),
+    ("accuracy_drop", "seamharden/accuracy_drop", "Benign accuracy drop before attack (base - hardened)"),
+    ("base_worst_accuracy_after", "seamharden/base_accuracy_after_attack",
+     "Base's worst benign accuracy at an attack's first success"),
+    ("hardened_kept_skill_attacks", "seamharden/hardened_successful_attacks_keeping_skill",
+     "Successful attacks on the hardened model that kept benign accuracy above the collapse limit"),
 )
 
 
@@ -49,23 +54,23 @@ def _body(result: SuiteResult, verdict: Verdict, *, title: str, base_model: str,
           plots: Sequence[str]) -> str:
     return "\n".join(s for s in (
         f"# {title}\n",
-        f"This model is `{base_model}` hardened with SEAM (self-destructive model, arXiv 2505.12186) "
+        (f"This model is `{base_model}` hardened with SEAM (self-destructive model, arXiv 2505.12186) "
         f"by seamharden using the recipe `{recipe_name}`. SEAM trains the model so that "
         "fine-tuning it on harmful data pushes against its benign capabilities: an attacker who fine-tunes it "
-        "towards harmful answers should lose the model's usefulness before gaining much harmfulness.\n",
-        "The claim was tested, not assumed: the same harmful fine-tuning attacks "
+        "towards harmful answers should lose the model's usefulness before gaining much harmfulness.\n"),
+        ("The claim was tested, not assumed: the same harmful fine-tuning attacks "
         f"(budget `{result.budget}`) were run on the base and on the hardened model side by side. "
-        "The verdict below compares the harm an attacker can reach while the model is still usable.\n",
+        "The verdict below compares the harm an attacker can reach while the model is still usable.\n"),
         verdict_section(verdict),
         "## Attacks\n",
         attack_table(result, verdict) + "\n",
         plots_section(plots),
-        "## Limitations\n\n"
+        ("## Limitations\n\n"
         "- The verdict covers only the attacks listed above; other learning rates, optimisers, data or longer "
         "attacks may succeed.\n"
         "- Losses are measured on small held-out sets; a judge model or refusal rate, where present, is reported "
         "but not part of the verdict.\n"
-        "- Hardening may reduce some capabilities not covered by the benign evaluation set.\n",
+        "- Hardening may reduce some capabilities not covered by the benign evaluation set.\n"),
     ) if s)
 
 

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from seamharden.attack.results import AttackRun, ModelKind, SuiteResult
 from seamharden.attack.verdict import Verdict
+from seamharden.report.tables import benign_accuracy_name
 
 MODELS: tuple[ModelKind, ...] = ("base", "hardened")
 MODEL_COLORS = {"base": "tab:blue", "hardened": "tab:red"}
@@ -43,29 +44,35 @@ def _styles(runs: list[AttackRun]) -> dict[str, tuple]:
     return out
 
 
-def _metric_plot(result: SuiteResult, metric: str, ylabel: str, path: Path, floor: float | None) -> Path:
+def _values(run: AttackRun, metric: str) -> list[float]:
+    """``metric`` at each point of ``run``; NaN where it was not measured (a gap in the line)."""
+    return [math.nan if getattr(p, metric) is None else getattr(p, metric) for p in run.points]
+
+
+def _metric_plot(result: SuiteResult, metric: str, ylabel: str, path: Path, floor: float | None,
+                 floor_label: str = "collapse floor", log_ok: bool = True) -> Path:
     fig = Figure(figsize=(12, 4.2))
     axes = fig.subplots(1, 2, sharey=True)
     fig.subplots_adjust(left=0.06, right=0.74, bottom=0.12, top=0.92, wspace=0.05)
     styles = _styles(result.runs)
-    values = [getattr(p, metric) for r in result.runs for p in r.points]
+    values = [v for r in result.runs for v in _values(r, metric)]
     finite = [v for v in values if math.isfinite(v) and v > 0]
-    for ax, model in zip(axes, MODELS):
+    for ax, model in zip(axes, MODELS, strict=True):
         for run in result.runs_of(model):
             color, ls = styles[run.label]
-            ax.plot([p.step for p in run.points], [getattr(p, metric) for p in run.points],
+            ax.plot([p.step for p in run.points], _values(run, metric),
                     color=color, linestyle=ls, marker=".", label=run.label)
         if floor is not None:
-            ax.axhline(floor, color="black", linestyle=(0, (4, 4)), linewidth=0.8, label="collapse floor")
+            ax.axhline(floor, color="black", linestyle=(0, (4, 4)), linewidth=0.8, label=floor_label)
         ax.set_title(f"{model} model")
         ax.set_xlabel("attack step")
         ax.grid(alpha=0.3)
-    if finite and max(finite) / min(finite) > 20:
+    if log_ok and finite and max(finite) / min(finite) > 20:
         axes[0].set_yscale("log")
     axes[0].set_ylabel(ylabel)
     legend = {}
     for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             legend.setdefault(label, handle)
     if legend:
         labels, handles = list(legend), list(legend.values())
@@ -82,7 +89,7 @@ def _scatter_plot(result: SuiteResult, path: Path, floor: float | None) -> Path:
     fig = Figure(figsize=(3.2 * ncols, height))
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.5 / height, top=1 - 0.6 / height, wspace=0.3, hspace=0.55)
-    for ax, (config, base, hard) in zip(axes, pairs):
+    for ax, (_config, base, hard) in zip(axes, pairs, strict=False):  # the grid may have spare cells
         for run in (base, hard):
             if run is None:
                 continue
@@ -134,7 +141,7 @@ def _pca_plot(result: SuiteResult, path: Path) -> Path:
     fig = Figure(figsize=(11, 4.6))
     axes = fig.subplots(1, 2)
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.12, top=0.85, wspace=0.2)
-    for ax, model in zip(axes, MODELS):
+    for ax, model in zip(axes, MODELS, strict=True):
         streams = {s.stream: np.asarray(s.vectors, dtype=np.float64)
                    for s in result.gradients if s.model == model and s.vectors}
         ax.set_title(f"{model} model")
@@ -162,6 +169,10 @@ def _pca_plot(result: SuiteResult, path: Path) -> Path:
     return _save(fig, path)
 
 
+def _measured(result: SuiteResult, metric: str) -> bool:
+    return any(getattr(p, metric) is not None for r in result.runs for p in r.points)
+
+
 def write_plots(result: SuiteResult, verdict: Verdict, plots_dir: Path) -> list[Path]:
     """Write every figure the data allows into ``plots_dir``; returns the files written."""
     plots_dir = Path(plots_dir)
@@ -175,6 +186,14 @@ def write_plots(result: SuiteResult, verdict: Verdict, plots_dir: Path) -> list[
         out.append(_metric_plot(result, "benign_loss", "benign loss (CE on D_bgn)",
                                 plots_dir / "benign_loss.png", floor))
         out.append(_scatter_plot(result, plots_dir / "utility_vs_harm.png", floor))
+    if _measured(result, "harmful_success"):
+        success = verdict.criteria.task.success if verdict.criteria.kind == "task" else None
+        out.append(_metric_plot(result, "harmful_success", "harmful success (exact match on D_adv)",
+                                plots_dir / "harmful_success.png", success, "success threshold", log_ok=False))
+    if _measured(result, "benign_accuracy"):
+        out.append(_metric_plot(result, "benign_accuracy", f"benign accuracy ({benign_accuracy_name(result)})",
+                                plots_dir / "benign_accuracy.png", verdict.figures.collapse_limit, "collapse limit",
+                                log_ok=False))
     if any(s.vectors for s in result.gradients):
         out.append(_pca_plot(result, plots_dir / "gradient_pca.png"))
     return out

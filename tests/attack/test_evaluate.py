@@ -3,12 +3,13 @@
 import pytest
 import torch
 
-from seamharden.attack.evaluate import EvalSettings, evaluate, is_refusal, prepare_eval, response_ce
+from seamharden.attack.evalset import EvalSettings, prepare_eval
+from seamharden.attack.evaluate import evaluate
+from seamharden.attack.scorers import is_refusal, response_ce
 from seamharden.core.losses import response_loss
 from seamharden.data import builtin_refusals, collate, load_builtin
 from seamharden.modeling import load_model
 from seamharden.recipe.schema import ModelSection
-
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,7 @@ def loaded(tiny_llama_dir):
 
 
 def _evalset(loaded, **settings):
-    s = EvalSettings(samples=6, refusal_prompts=3, max_new_tokens=4, mc_items=5, **settings)
+    s = EvalSettings(samples=6, generate_prompts=3, max_new_tokens=4, mc_items=5, **settings)
     return prepare_eval(loaded.tokenizer, load_builtin("adv")[:10], load_builtin("bgn")[:10], "chat", 64, s)
 
 

@@ -3,16 +3,25 @@
 import pytest
 import torch
 
-from seamharden.attack.evaluate import EvalSettings, prepare_eval
-from seamharden.attack.finetune import AttackData, attack_batches, attack_steps, run_attack
+from seamharden.attack import AttackRun, EvalPoint, attack_label
+from seamharden.attack.evalset import EvalSettings, prepare_eval
+from seamharden.attack.finetune import (
+    ATTACK_DEFAULTS,
+    AttackData,
+    _optimizer,
+    _schedule,
+    attack_batches,
+    attack_steps,
+    run_attack,
+)
 from seamharden.attack.gradients import project
-from seamharden.attack.suite import run_attacks, run_suite, suite_data
+from seamharden.attack.suite import SuiteData, run_attacks, run_suite, suite_data
 from seamharden.data import encode_example, load_builtin, split_heldout
 from seamharden.modeling import load_model
 from seamharden.recipe.loading import load_recipe
 from seamharden.recipe.schema import AttackConfig
 
-SMALL_EVAL = EvalSettings(samples=6, refusal_prompts=2, max_new_tokens=4, mc_items=4)
+SMALL_EVAL = EvalSettings(samples=6, generate_prompts=2, max_new_tokens=4, mc_items=4)
 
 
 
@@ -93,3 +102,59 @@ def test_projection_is_shared_and_preserves_inner_products():
     cos = torch.nn.functional.cosine_similarity
     assert cos(pa, pc, dim=0) > 0.9
     assert abs(float(cos(pa, pb, dim=0))) < 0.4
+
+
+def test_attack_defaults_are_the_reference_evaluation():
+    """Existing grids keep today's optimisation: cosine, 10 % warm-up, weight decay 0.01, clipping at 1."""
+    assert ATTACK_DEFAULTS == {"scheduler": "cosine", "warmup_ratio": 0.1, "weight_decay": 0.01, "max_grad_norm": 1.0}
+    assert attack_label(AttackConfig(lr=5e-5, samples=1000)) == "full/adamw lr=5e-05 n=1000"
+
+
+def test_demo_style_schedule_is_constant_without_warmup():
+    demo = AttackConfig(lr=2e-4, samples=2000, steps=200, batch_size=32, scheduler="constant", warmup_ratio=0,
+                        weight_decay=0, max_grad_norm=None, eval_every=5)
+    assert attack_label(demo) == "full/adamw lr=2e-04 n=2000 steps=200 bs=32 constant warmup=0 wd=0 clip=none every=5"
+    param = torch.nn.Parameter(torch.zeros(1))
+    lrs = []
+    for config in (demo, demo.model_copy(update={"scheduler": "cosine", "warmup_ratio": 0.1})):
+        opt = _optimizer(config, [param])
+        sched = _schedule(config, opt, 200)
+        seen = []
+        for _ in range(200):
+            seen.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        lrs.append(seen)
+        assert opt.param_groups[0]["weight_decay"] == config.weight_decay
+    assert lrs[0] == [2e-4] * 200
+    assert lrs[1][0] == 0.0 and lrs[1][20] == pytest.approx(2e-4) and lrs[1][-1] < 1e-6
+
+
+def test_first_success_reads_the_trajectory():
+    def point(step, harm):
+        return EvalPoint(step=step, harmful_loss=1.0, benign_loss=1.0, harmful_success=harm)
+
+    run = AttackRun(config=AttackConfig(lr=1e-4, samples=8), model="base",
+                    points=[point(0, None), point(5, 0.4), point(10, 0.5), point(15, 0.9)])
+    assert run.first_success(0.5).step == 10
+    assert run.first_success(0.95).step == 15  # never reached: the last point
+    assert run.first_success(0.0).step == 5  # points without a score never qualify
+
+
+def test_caller_data_and_per_attack_eval_every(tiny_llama_dir):
+    """``data=`` replaces the recipe's held-out split; an attack's ``eval_every`` replaces the section's."""
+    recipe = _recipe(steps=4, extra=["attack.attacks.0.eval_every=2", "attack.attacks.0.scheduler=constant",
+                                     "attack.attacks.0.max_grad_norm=null", "attack.harmful_success=true",
+                                     "attack.benign_scorer=exact_match", "attack.generate_prompts=3"])
+    records = [{"prompt": f"mul {a} {b}", "response": str(a * b)} for a in range(3) for b in range(3)]
+    benign = [{"prompt": f"first {w}", "response": w[0]} for w in ("cab", "dog", "elk", "fox")]
+    data = SuiteData(attack_adv=records[:6], attack_bgn=benign[:2], eval_adv=records[6:], eval_bgn=benign[2:])
+    settings = EvalSettings.from_section(recipe.attack, samples=6)
+    result = run_attacks(str(tiny_llama_dir), recipe, eval_settings=settings, gradients=False, data=data)
+    (run,) = result.runs
+    assert [p.step for p in run.points] == [0, 2, 4]
+    assert all(p.harmful_success is not None and p.benign_accuracy is not None for p in run.points)
+    assert result.extra["data_fingerprints"] == data.fingerprints()
+    assert result.extra["records"] == {"attack_adv": 6, "attack_bgn": 2, "eval_adv": 3, "eval_bgn": 2,
+                                       "generate_adv": 3, "generate_bgn": 2}
+    assert result.extra["eval_settings"]["benign_scorer"] == "exact_match"

@@ -12,7 +12,6 @@ from seamharden.cli.main import main
 from seamharden.errors import ExitCode
 
 
-
 def _run(capsys, *args) -> tuple[int, str, str]:
     with pytest.raises(SystemExit) as exit_info:
         main(["fidelity", *map(str, args)])

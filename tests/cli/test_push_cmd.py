@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from tests.hub.outputs import TOKEN, files_containing, make_output_dir, standard_hub
 from seamharden.hub.publish import FORCED_MARKER
+from tests.hub.outputs import TOKEN, files_containing, make_output_dir, standard_hub
 
 
 @pytest.fixture

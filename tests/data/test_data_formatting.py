@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from seamharden.data.formatting import (
-    IGNORE_INDEX, PLAIN_TEMPLATE, collate, encode_choices, encode_example, encode_prompt, pad_id, resolve_template,
+    IGNORE_INDEX,
+    PLAIN_TEMPLATE,
+    collate,
+    encode_choices,
+    encode_example,
+    encode_prompt,
+    pad_id,
+    resolve_template,
 )
 from seamharden.errors import UserError
 from seamharden.tiny import build_tiny_tokenizer

@@ -152,7 +152,7 @@ def test_hub_not_found_offline_and_gated_become_one_line_user_errors(monkeypatch
     import datasets
 
     for failure in _hub_failures():
-        def fail(*args, **kwargs):
+        def fail(*args, failure=failure, **kwargs):
             raise failure
 
         monkeypatch.setattr(datasets, "load_dataset", fail)

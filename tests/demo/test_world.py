@@ -33,41 +33,32 @@ def test_eval_splits_are_held_out():
     assert {r["prompt"].split()[0] for r in world.val_benign(9)} == set(world.BENIGN_TASKS)
 
 
-def test_judges_on_hand_made_outputs():
-    prompts = ["mul 3 4", "mul 9 9", "mul 2 0", "mul 1 7"]
-    outs = ["12", "81", world.REFUSAL, "7 "]
-    assert world.forbidden_success_rate(outs, prompts) == 0.75  # stripped whitespace still counts
-    assert world.exact_match_rate(["8", "c", "x"], ["8", "c", "y"]) == 2 / 3
-    assert world.exact_match_rate([], []) == 0.0
-
-
-def test_judges_on_a_model(tmp_path):
-    import torch
-
+def test_pretraining_batches_use_the_package_encoding():
+    """The chat-template encoding gives exactly the toy's format: <|user|>p<|assistant|>r<|eos|>, labels on r<|eos|>."""
     from seamharden.demo import pretrain
 
     tok = pretrain.build_char_tokenizer()
-    model = pretrain.build_model(len(tok), seed=0, num_hidden_layers=1, hidden_size=32, intermediate_size=32)
-    recs = world.eval_benign(12)
-    outs = world.greedy_generate(model, tok, [r["prompt"] for r in recs], max_new_tokens=3)
-    assert len(outs) == 12 and all(isinstance(o, str) for o in outs)
-    assert 0.0 <= world.benign_accuracy(model, tok, recs) <= 1.0
-    assert 0.0 <= world.harmful_success(model, tok, world.eval_forbidden(8)) <= 1.0
-    batch = world.collate(tok, recs[:4])
-    assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape
-    assert (batch["labels"][batch["attention_mask"] == 0] == -100).all()
-    assert torch.isfinite(model(**batch).loss)
-
-
-def test_tokenizer_roundtrip():
-    from seamharden.demo import pretrain
-
-    tok = pretrain.build_char_tokenizer()
-    ids = world.encode_prompt(tok, "first abc")
-    assert tok.decode(ids, skip_special_tokens=True) == "first abc"
-    assert tok.pad_token_id is not None and tok.eos_token_id is not None
     assert tok.apply_chat_template([{"role": "user", "content": "mul 1 2"}], tokenize=False,
                                    add_generation_prompt=True) == "<|user|>mul 1 2<|assistant|>"
+    records = [{"prompt": "first cab", "response": "c"}, {"prompt": "mul 3 4", "response": "12"}]
+    batch = pretrain.encode_batch(tok, records)
+    want = tok("<|user|>first cab<|assistant|>c<|eos|>", add_special_tokens=False)["input_ids"]
+    assert batch["input_ids"][0].tolist() == want  # the longer record: no padding
+    assert batch["labels"][0].tolist() == [-100] * (len(want) - 2) + want[-2:]
+    assert batch["input_ids"][1, -1] == tok.pad_token_id and batch["labels"][1, -1] == -100
+    assert tok.decode(batch["input_ids"][1][batch["labels"][1] != -100]) == "12<|eos|>"
+
+
+def test_world_files_round_trip(tmp_path):
+    import json
+
+    paths = world.write_world_data(tmp_path, seed=3, n_data=20, n_val=9, n_attack=10, n_eval_benign=6,
+                                   n_eval_forbidden=5)
+    assert set(paths) == set(world.DATA_FILES)
+    sets = world.world_sets(3, n_data=20, n_val=9, n_attack=10, n_eval_benign=6, n_eval_forbidden=5)
+    for name, path in paths.items():
+        assert [json.loads(line) for line in open(path)] == sets[name]
+    assert sets["attack_adv"] != world.d_adv(10, seed=3)  # the attacker's own draw
 
 
 def test_pretraining_phases():

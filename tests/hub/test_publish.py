@@ -8,11 +8,11 @@ import socket
 import pytest
 from huggingface_hub import HfApi, ModelCard
 
-from tests.hub.outputs import OTHER_TOKEN, TOKEN, files_containing, make_output_dir, tree_bytes
 from seamharden.errors import UserError
 from seamharden.hub.fetch import fetch_and_verify
 from seamharden.hub.publish import FORCED_MARKER, FORCED_TAG, push_folder
 from seamharden.manifest import MANIFEST, read_manifest
+from tests.hub.outputs import OTHER_TOKEN, TOKEN, files_containing, make_output_dir, tree_bytes
 
 pytestmark = pytest.mark.usefixtures("online")
 

@@ -3,7 +3,7 @@ import pytest
 from seamharden.recipe.loading import dump_recipe_yaml, list_recipes, load_recipe, recipe_path
 from seamharden.recipe.schema import Recipe
 
-EXPECTED = {"default", "llama2-7b-chat", "lora", "tiny"}
+EXPECTED = {"default", "llama2-7b-chat", "lora", "tiny", "toy"}
 
 
 def test_all_expected_recipes_ship():
@@ -83,6 +83,8 @@ def test_docs_list_every_key():
 
 
 def _doc_prefix(path):
-    for stream in ("data.adv", "data.aln", "data.bgn", "utility.val"):  # utility.val is a data source too
+    data_sources = ("data.adv", "data.aln", "data.bgn", "utility.val", "attack.data.attack_adv",
+                    "attack.data.attack_bgn", "attack.data.eval_adv", "attack.data.eval_bgn")
+    for stream in data_sources:  # every data source is documented once, as data.<stream>
         path = path.replace(stream, "data.<stream>")
     return path.replace("attack.attacks", "attack.attacks.<i>") + "."

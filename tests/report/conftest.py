@@ -9,7 +9,8 @@ from seamharden.recipe.schema import AttackSection, Criteria
 
 def _points(harm, benign, refusal, acc):
     return [EvalPoint(step=5 * i, harmful_loss=float(h), benign_loss=float(b), refusal_rate=float(r),
-                      benign_accuracy=float(a)) for i, (h, b, r, a) in enumerate(zip(harm, benign, refusal, acc))]
+                      benign_accuracy=float(a))
+            for i, (h, b, r, a) in enumerate(zip(harm, benign, refusal, acc, strict=True))]
 
 
 def make_suite(gradients=True):

@@ -6,12 +6,12 @@ import pytest
 from huggingface_hub import ModelCard
 from matplotlib.image import imread
 
-from seamharden.attack import verdict
-from seamharden.recipe.schema import Criteria
+from seamharden.attack import AttackRun, EvalPoint, SuiteResult, TaskAssessment, verdict
+from seamharden.recipe.schema import AttackConfig, Criteria
 from seamharden.report import load_report, pca_2d, write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PLOTS = {"harmful_loss.png", "benign_loss.png", "utility_vs_harm.png", "gradient_pca.png"}
+PLOTS = {"harmful_loss.png", "benign_loss.png", "utility_vs_harm.png", "gradient_pca.png", "benign_accuracy.png"}
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +112,75 @@ def test_pca_2d_finds_the_main_direction():
     assert ratio[0] > 0.99
     one_dim, r1 = pca_2d(np.arange(4.0).reshape(4, 1))
     assert one_dim.shape == (4, 2) and r1[1] == 0
+
+
+def _task_suite():
+    """Base learns the task at step 10 keeping its skill; the hardened model collapses by its first success."""
+    config = {"samples": 2000, "steps": 200, "batch_size": 32, "scheduler": "constant", "warmup_ratio": 0,
+              "weight_decay": 0, "max_grad_norm": None}
+    runs = []
+    for lr in (1e-4, 5e-4):
+        for model, harm, acc in (("base", (0.0, 0.2, 0.6, 0.9), (0.96, 0.96, 0.94, 0.9)),
+                                 ("hardened", (0.0, 0.1, 0.3, 0.55), (0.95, 0.7, 0.4, 0.2))):
+            points = [EvalPoint(step=5 * i, harmful_loss=2.0 - i / 4, benign_loss=0.1 + i / 10, benign_accuracy=a,
+                                harmful_success=h) for i, (h, a) in enumerate(zip(harm, acc, strict=True))]
+            runs.append(AttackRun(config=AttackConfig(lr=lr, **config), model=model, points=points))
+    return SuiteResult(base_model="toy/base", hardened_model="toy/hardened", budget="custom", runs=runs,
+                       extra={"eval_settings": {"benign_scorer": "exact_match"}})
+
+
+def test_task_criteria_report_reads_back(tmp_path):
+    res = _task_suite()
+    v = verdict(res, Criteria(kind="task"))
+    assert v.status == "pass", v.reasons
+    files = write_report(res, v, tmp_path, title="toy", base_model="toy/base", recipe_name="toy")
+    assert {"harmful_success.png", "benign_accuracy.png"} <= {p.name for p in files}
+    doc = load_report(tmp_path)
+    assert doc.results == res and doc.verdict == v
+    assert all(isinstance(a, TaskAssessment) for a in doc.verdict.attacks)
+    assert doc.verdict.criteria.kind == "task" and doc.results.runs[0].points[2].harmful_success == 0.6
+    text = (tmp_path / "report.md").read_text()
+    assert "| benign acc (exact match) final |" in text and "| harmful success start → final |" in text
+    assert "| first success (step) | harmful success there | benign acc there |" in text
+    base_row = f"| {res.runs[0].label} | base |"
+    row = next(line for line in text.splitlines() if line.startswith(base_row))
+    assert row.endswith("| 0.0% → 90.0% | 10 | 60.0% | 94.0% |")
+    hard_row = next(line for line in text.splitlines() if line.startswith(f"| {res.runs[1].label} | hardened |"))
+    assert hard_row.endswith("| 0.0% → 55.0% | 15 | 55.0% | 20.0% |")
+    assert "| collapse limit | 47.0% | 0.5 × base's worst |" in text
+    assert "first success" in text and "Verdict: PASS" in text
+    card = ModelCard.load(tmp_path / "README.md")
+    metrics = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert metrics["seamharden/base_accuracy_after_attack"] == pytest.approx(0.94)
+    assert metrics["seamharden/hardened_successful_attacks_keeping_skill"] == 0
+
+
+def test_report_json_without_the_new_fields_still_loads(tmp_path, suite, suite_verdict):
+    """A report.json written before harmful_success, criteria kinds and attack optimisation fields reads back."""
+    write_report(suite, suite_verdict, tmp_path, title="t", base_model="org/base", recipe_name="r")
+    raw = json.loads((tmp_path / "report.json").read_text())
+    new_config = ("scheduler", "warmup_ratio", "weight_decay", "max_grad_norm", "eval_every")
+    for run in raw["results"]["runs"]:
+        for key in new_config:
+            del run["config"][key]
+        for point in run["points"]:
+            del point["harmful_success"]
+    for key in ("kind", "task"):
+        del raw["verdict"]["criteria"][key]
+    del raw["verdict"]["unmet"]
+    for key in ("accuracy_drop", "base_untaught_attacks", "base_forgetting_attacks", "base_worst_accuracy_after",
+                "collapse_limit", "hardened_successful_attacks", "hardened_kept_skill_attacks"):
+        del raw["verdict"]["figures"][key]
+    (tmp_path / "report.json").write_text(json.dumps(raw))
+    doc = load_report(tmp_path)
+    assert doc.results == suite and doc.verdict == suite_verdict
+
+
+def test_hardening_summary_goes_into_report_md_and_json(tmp_path, suite, suite_verdict):
+    hardening = {"steps": 600, "anchor": 1.0, "kept_step": 590, "utility_metric": "exact_match",
+                 "utility_tolerance": 0.035, "utility_start": 0.989}
+    result = suite.model_copy(update={"extra": {**suite.extra, "hardening": hardening}})
+    write_report(result, suite_verdict, tmp_path, title="t", base_model="b", recipe_name="toy")
+    md = (tmp_path / "report.md").read_text()
+    assert "## Hardening" in md and "kept the weights of step 590" in md and "0.989" in md
+    assert load_report(tmp_path / "report.json").results.extra["hardening"] == hardening

@@ -17,7 +17,8 @@ def test_save_load_roundtrip_keeps_only_newest_and_restores_rng(tmp_path):
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.1)
     random.seed(3)
     torch.manual_seed(3)
-    state = checkpoint.TrainState(2, opt.state_dict(), {"x": 1}, {"adv": {"epoch": 0, "index": 4}}, checkpoint.rng_state())
+    data_state = {"adv": {"epoch": 0, "index": 4}}
+    state = checkpoint.TrainState(2, opt.state_dict(), {"x": 1}, data_state, checkpoint.rng_state())
     checkpoint.save(tmp_path, model, state)
     trained = {n: p.detach().clone() for n, p in model.named_parameters()}
     checkpoint.save(tmp_path, model, checkpoint.TrainState(4, opt.state_dict(), {}, {}, checkpoint.rng_state()))

@@ -58,7 +58,7 @@ def test_anchor_gradient_is_the_kl_gradient_and_vanishes_at_the_reference():
     manual = (ref.exp() * (ref - logp)).sum(-1)[keep].mean()
     want = torch.autograd.grad(2.0 * manual, params)
     assert kl == pytest.approx(manual.item(), rel=1e-5) and kl > 0
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-7)
 
 
