@@ -32,7 +32,8 @@ pytestmark = pytest.mark.slow
 
 def _cli(*args):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "seamharden", *args], check=False, capture_output=True, text=True, env=env)
+    return subprocess.run([sys.executable, "-m", "seamharden", *args], check=False, capture_output=True, text=True,
+                          env=env)
 
 
 def _config() -> TinySkillConfig:
@@ -91,4 +92,5 @@ def test_protect_then_verify_passes_on_a_trained_tiny_model(skilled_tiny_dir, tm
     record_property("beta1_verdict", payload["status"])
     record_property("beta0_verdict", beta0)
     print(f"tiny recipe: base benign loss {fig['base_benign_loss']:.3f} (untrained {untrained:.3f}); "
-          f"beta 1 {payload['status']} (ratio {fig['bounded_ratio']:.2f}); beta 0 {beta0} (ratio {beta0_fig['bounded_ratio']})")
+          f"beta 1 {payload['status']} (ratio {fig['bounded_ratio']:.2f}); "
+          f"beta 0 {beta0} (ratio {beta0_fig['bounded_ratio']})")
