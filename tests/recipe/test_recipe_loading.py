@@ -110,7 +110,7 @@ def test_file_path_to_packaged_recipe():
 def test_hash_stable_and_sensitive():
     h = recipe_hash(load_recipe("tiny"))
     assert len(h) == 64 and h == recipe_hash(load_recipe("tiny"))
-    assert h == recipe_hash(load_recipe("tiny", ["train.lr=0.001"]))
+    assert h == recipe_hash(load_recipe("tiny", ["train.lr=0.003"]))
     assert h != recipe_hash(load_recipe("tiny", ["train.lr=0.002"]))
     assert h != recipe_hash(load_recipe("tiny", ["model.lora.r=16"]))
 

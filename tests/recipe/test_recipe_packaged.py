@@ -51,7 +51,8 @@ def test_lora_and_tiny():
     assert lora.model.lora is not None and lora.model.lora.merge_on_save and lora.train.lr > 2e-5
     tiny = load_recipe("tiny")
     assert {tiny.data.adv.kind, tiny.data.aln.kind, tiny.data.bgn.kind} == {"builtin"}
-    assert tiny.model.dtype == "float32" and tiny.train.steps <= 50 and tiny.attack.budget == "custom"
+    # 100 steps: what the trained tiny model needs for a passing verdict (docs/tiny_recipe.md); still about 30 s
+    assert tiny.model.dtype == "float32" and tiny.train.steps <= 100 and tiny.attack.budget == "custom"
     assert all(a.steps is not None and a.steps <= 20 for a in tiny.attack.attacks)
     assert tiny.train.checkpoint_every < tiny.train.steps
 
