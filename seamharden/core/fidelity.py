@@ -14,7 +14,12 @@ import torch
 from torch import nn
 
 from seamharden.core import gradvec
-from seamharden.core.estimator import SimGradient, StepPolicy, accumulate_sim_gradient, replay_rng
+from seamharden.core.estimator import (
+    SimGradient,
+    StepPolicy,
+    accumulate_sim_gradient,
+    replay_rng,
+)
 from seamharden.core.losses import lm_loss
 from seamharden.core.step import trainable_parameters
 

@@ -77,16 +77,20 @@ def test_the_sd_term_pushes_the_two_gradients_apart():
     assert max(with_sd[-3:]) < min(without_sd[-3:]) - 0.2
 
 
-def test_lora_model_only_adapters_get_gradients():
+@pytest.mark.parametrize("difference", ["hvp", "central"])
+def test_lora_model_only_adapters_get_gradients(difference):
     from peft import LoraConfig, get_peft_model
 
     model = get_peft_model(tiny("llama"), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
-    stats = seam_step(model, ADV, ALN, BGN, SeamConfig(beta=1.0, unlearn_loss="bounded_lens"))
+    stats = seam_step(model, ADV, ALN, BGN, SeamConfig(beta=1.0, unlearn_loss="bounded_lens", difference=difference))
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n, _ in trainable)
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for _, p in trainable)
     for n, p in model.named_parameters():
         if not p.requires_grad:
             assert p.grad is None and torch.equal(p.detach(), frozen[n])
-    assert stats.step_size > 0 and stats.applied_cosine > 0.99
+    if difference == "hvp":
+        assert stats.step_size == 0.0 and stats.estimate_ok is None
+    else:
+        assert stats.step_size > 0 and stats.applied_cosine > 0.99 and stats.estimate_consistency >= 0
