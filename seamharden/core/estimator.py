@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from seamharden.core import gradvec
 
@@ -242,13 +241,36 @@ def _backward_scaled(loss_fn: Callable[[], torch.Tensor], params, coefficient: f
     return sketched.reshape(-1) / math.sqrt(SKETCH_PROBES) if sketched is not None else None
 
 
+@contextlib.contextmanager
+def math_attention() -> Iterator[None]:
+    """sdpa on its math kernel only (the twice-differentiable one), restoring the backend flags after.
+
+    Sets the global flags rather than ``torch.nn.attention.sdpa_kernel``: a checkpointed
+    layer's recompute during backward ignores the latter and picks the flash kernel again.
+    """
+    backends = torch.backends.cuda
+    saved = (backends.flash_sdp_enabled(), backends.mem_efficient_sdp_enabled(), backends.cudnn_sdp_enabled(),
+             backends.math_sdp_enabled())
+    try:
+        backends.enable_flash_sdp(False)
+        backends.enable_mem_efficient_sdp(False)
+        backends.enable_cudnn_sdp(False)
+        backends.enable_math_sdp(True)
+        yield
+    finally:
+        for setter, value in zip((backends.enable_flash_sdp, backends.enable_mem_efficient_sdp,
+                                  backends.enable_cudnn_sdp, backends.enable_math_sdp), saved, strict=True):
+            setter(value)
+
+
 def _hvp_backward(loss_fn: Callable[[], torch.Tensor], params, direction, coefficient: float, seed: int) -> None:
     """p.grad += coefficient * H u (exact, double backward), H the Hessian of loss_fn at the current weights.
 
-    Runs sdpa on its math kernel, the one that is twice differentiable; eager attention
-    works as is, FlashAttention-2 does not.
+    Runs sdpa on its math kernel (``math_attention``), the one that is twice differentiable;
+    eager attention works as is, FlashAttention-2 does not. Works with non-reentrant
+    gradient checkpointing.
     """
-    with replay_rng(seed), sdpa_kernel([SDPBackend.MATH]):
+    with replay_rng(seed), math_attention():
         grads = torch.autograd.grad(loss_fn(), params, create_graph=True)
         along = sum((g * u).sum(dtype=torch.float32) for g, u in zip(grads, direction, strict=True))
         del grads

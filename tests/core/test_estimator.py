@@ -25,7 +25,7 @@ from seamharden.tiny import (
     build_tiny_tokenizer,
     build_trained_tiny_model,
 )
-from tests.core.helpers import ADV_TEXTS, BGN_TEXTS, make_batch, tiny
+from tests.core.helpers import ADV_TEXTS, BGN_TEXTS, TOKENIZER, make_batch, tiny
 
 A, B = make_batch(ADV_TEXTS), make_batch(BGN_TEXTS)
 
@@ -187,3 +187,16 @@ def test_unchecked_estimators_report_nan():
                    StepPolicy("relative", "central", check=False)):
         _, info = estimated_sim_gradient(model, A, B, policy)
         assert consistency_passes(info.consistency) is None
+
+
+def test_hvp_works_with_sdpa_and_gradient_checkpointing():
+    # the CPU flash kernel has no double backward, and a checkpointed layer's recompute runs
+    # inside the double backward: math_attention must hold there too
+    model = build_tiny_model("llama", vocab_size=len(TOKENIZER)).train()
+    model.config.use_cache = False
+    model.gradient_checkpointing_enable({"use_reentrant": False})
+    flags = torch.backends.cuda.flash_sdp_enabled()
+    estimate, info = estimated_sim_gradient(model, A, B, StepPolicy())
+    assert torch.backends.cuda.flash_sdp_enabled() == flags  # restored
+    reference = exact_sim_gradient(tiny("llama").double(), A, B)
+    assert info.step == 0.0 and agreement(estimate, reference)["cosine"] > 0.9999
