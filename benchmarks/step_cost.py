@@ -161,6 +161,43 @@ def time_phase(step, optimizer, device: torch.device, steps: int, warmup: int) -
     return (time.perf_counter() - start) / steps
 
 
+def lens_only(args) -> dict:
+    """Median seconds of the L_ul forward + backward (bounded lens) with the chunked and the full lens, interleaved.
+
+    Alternating the two (``--steps`` rounds) keeps a shared box's load from favouring either.
+    """
+    import statistics
+
+    from seamharden.core.losses import adversarial_losses
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = DTYPES[args.dtype or ("bf16" if device.type == "cuda" else "fp32")]
+    model = build_model(args.model, dtype, device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    adv = random_batch(model.config.vocab_size, args.batch, args.seq, device, 1, args.prompt_fraction)
+    chunked = losses.bounded_lens_loss
+    times: dict[str, list[float]] = {"chunked": [], "full": []}
+    for i in range(args.warmup + args.steps):
+        for name, fn in (("chunked", chunked), ("full", losses.bounded_lens_loss_full)):
+            losses.bounded_lens_loss = fn
+            _sync(device)
+            start = time.perf_counter()
+            _, loss_ul = adversarial_losses(model, adv, "bounded_lens")
+            torch.autograd.backward(loss_ul, inputs=params)
+            _sync(device)
+            if i >= args.warmup:
+                times[name].append(time.perf_counter() - start)
+            for p in params:
+                p.grad = None
+    losses.bounded_lens_loss = chunked
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    return {"model": args.model, "dtype": str(dtype).removeprefix("torch."), "device": describe_device(device),
+            "batch": args.batch, "seq": args.seq, "prompt_fraction": args.prompt_fraction, "rounds": args.steps,
+            "ul_fwd_bwd_s": medians, "speedup": medians["full"] / medians["chunked"]}
+
+
 def run(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -221,6 +258,8 @@ def parse_args(argv=None):
                         help="bounded logit lens: labelled positions in chunks (current) or every position (old)")
     parser.add_argument("--prompt-fraction", type=float, default=0.0, help="leading fraction of each row unlabelled")
     parser.add_argument("--unlearn-loss", choices=["bounded_lens", "ascent"], default="bounded_lens")
+    parser.add_argument("--lens-only", action="store_true",
+                        help="time only the L_ul forward + backward, chunked vs full lens, interleaved")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
@@ -230,6 +269,12 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.lens_only:
+        result = lens_only(args)
+        print(json.dumps(result) if args.json else
+              f"{result['model']} batch {args.batch} x {args.seq}: L_ul fwd+bwd chunked {result['ul_fwd_bwd_s']['chunked']:.3f} s, "
+              f"full {result['ul_fwd_bwd_s']['full']:.3f} s, speed-up {result['speedup']:.2f}x")
+        return 0
     result = run(args)
     if args.json:
         print(json.dumps(result))
