@@ -29,7 +29,7 @@ from seamharden.demo import world
 HARDEN = dict(steps=600, lr=1e-3, batch_size=32, n_data=2000, warmup=20, utility_tolerance=0.035,
               check_every=10, n_val=90, anchor=1.0, anchor_up=1.0, anchor_down=0.3, anchor_top=3.0,
               seam=SeamConfig(alpha=1.0, beta=1.0, unlearn_loss="bounded_lens", difference="forward",
-                              step_policy="relative"))
+                              step_policy="relative", relative_step=1e-4, self_check=False))
 
 
 def next_anchor(weight: float, within_budget: bool, up: float, down: float, floor: float, top: float) -> float:
