@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import math
 import sys
@@ -57,7 +58,7 @@ def models(families, tokenizer):
         yield family, "random", random.eval()
 
 
-def sweep(families=FAMILIES, dtypes=tuple(DTYPES), seeds=SEEDS) -> list[dict]:
+def sweep(families=FAMILIES, dtypes=tuple(DTYPES), seeds=SEEDS, labels=None) -> list[dict]:
     tokenizer = build_tiny_tokenizer(TRAINED_VOCAB)
     batches = {seed: build_batches(tokenizer, examples=4, max_length=48, seed=seed) for seed in seeds}
     rows = []
@@ -65,8 +66,11 @@ def sweep(families=FAMILIES, dtypes=tuple(DTYPES), seeds=SEEDS) -> list[dict]:
         for dtype_name in dtypes:
             model = copy.deepcopy(base).to(DTYPES[dtype_name])
             old = f"old default (forward, rho {OLD_DEFAULT[dtype_name].relative_step:g})"
-            policies = [*POLICIES, (old, OLD_DEFAULT[dtype_name], "2")]
+            old_checked = dataclasses.replace(OLD_DEFAULT[dtype_name], check=True)
+            policies = [*POLICIES, (old, OLD_DEFAULT[dtype_name], "2"), (old + ", checked", old_checked, "4")]
             for label, policy, passes in policies:
+                if labels is not None and label not in labels:
+                    continue
                 reports = [measure_fidelity(model, *batches[seed], policy, seed).report for seed in seeds]
                 checks = [r.consistency for r in reports if not math.isnan(r.consistency)]
                 rows.append({
@@ -103,22 +107,40 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def self_check_table(rows: list[dict], floor: float = 0.95) -> str:
+    """How the self-check sorted the checked estimates: bad = cosine below ``floor``."""
+    counts = {(bad, flagged): 0 for bad in (True, False) for flagged in (True, False)}
+    for r in rows:
+        for cosine, flagged in zip(r["cosines"], r["flagged"] or [], strict=False):
+            counts[(cosine < floor, flagged)] += 1
+    return (f"\n### Self-check (threshold {CONSISTENCY_THRESHOLD:g}) on every checked estimate (seed x model x dtype)\n\n"
+            f"| | flagged | passed |\n|---|---|---|\n"
+            f"| cosine < {floor:g} | {counts[(True, True)]} | {counts[(True, False)]} |\n"
+            f"| cosine >= {floor:g} | {counts[(False, True)]} | {counts[(False, False)]} |")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
     parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES))
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    parser.add_argument("--policies", nargs="+", default=None, metavar="LABEL",
+                        help="only these policy labels, e.g. 'central, checked' (default: all)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--self-check", action="store_true",
+                        help="also print how the self-check sorted the checked estimates (per seed)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    rows = sweep(args.families, args.dtypes, tuple(args.seeds))
+    rows = sweep(args.families, args.dtypes, tuple(args.seeds), args.policies)
     if args.json:
         print(json.dumps(rows))
     else:
         print(markdown(rows))
+        if args.self_check:
+            print(self_check_table(rows))
         print(f"\n{len(rows) * len(args.seeds)} estimates in {time.perf_counter() - start:.0f} s")
     return 0
 

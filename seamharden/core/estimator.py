@@ -108,7 +108,8 @@ class StepPolicy:
 
 @dataclass(frozen=True)
 class SimGradient:
-    """Diagnostics of one estimate. ``applied_cosine``: cos(applied perturbation, h u), mean of a and b;
+    """Diagnostics of one estimate. ``applied_cosine``: cos(applied perturbation, h u), mean of a and b
+    (NaN for ``hvp``, which perturbs nothing);
     ``consistency``: the self-check figure (checked differences; NaN otherwise)."""
 
     cosine: float
@@ -298,8 +299,8 @@ def accumulate_sim_gradient(
 
     ``g_a``, ``g_b``: gradients of ``loss_a``, ``loss_b`` at the current weights, computed
     with the RNG seeded to ``seed_a`` / ``seed_b`` (same dtype and shapes as ``params``).
-    They are CONSUMED: overwritten with the directions and then the saved weights.
-    The weights are restored bit-exactly before returning, also on error.
+    They are CONSUMED: overwritten with the directions (and, for the differences, then the
+    saved weights). The weights are restored bit-exactly before returning, also on error.
     """
     norm_a, norm_b, c = geometry(g_a, g_b)
     h = policy.step_size(params)
@@ -312,7 +313,7 @@ def accumulate_sim_gradient(
         for direction, loss_fn, k, seed in ((g_a, loss_a, scale * s / norm_a, seed_a),
                                             (g_b, loss_b, scale * s / norm_b, seed_b)):
             _hvp_backward(loss_fn, params, direction, k, seed)
-        return SimGradient(c, norm_a, norm_b, h, applied_cosine=1.0)
+        return SimGradient(c, norm_a, norm_b, h, applied_cosine=math.nan)  # nothing is perturbed
 
     central = policy.difference == "central"
     steps = (h, h / 2) if policy.check else (h,)
