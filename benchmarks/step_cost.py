@@ -212,7 +212,8 @@ def run(args) -> dict:
     if args.lens == "full":
         losses.bounded_lens_loss = losses.bounded_lens_loss_full
     params = [p for p in model.parameters() if p.requires_grad]
-    cfg = SeamConfig(beta=0.01, unlearn_loss=args.unlearn_loss, difference=args.difference)
+    cfg = SeamConfig(beta=0.01, unlearn_loss=args.unlearn_loss, difference=args.difference,
+                     self_check=not args.no_self_check)
     memory = PeakMemory(device)
     tokens = args.batch * args.seq
     result = {
@@ -220,7 +221,7 @@ def run(args) -> dict:
         "device": describe_device(device),
         "batch": args.batch, "seq": args.seq, "gradient_checkpointing": args.gradient_checkpointing,
         "optimizer": args.optimizer, "difference": args.difference, "unlearn_loss": args.unlearn_loss,
-        "lens": args.lens, "prompt_fraction": args.prompt_fraction,
+        "lens": args.lens, "prompt_fraction": args.prompt_fraction, "self_check": cfg.self_check,
         "steps": args.steps, "warmup": args.warmup, "memory_method": memory.method,
     }
 
@@ -254,6 +255,8 @@ def parse_args(argv=None):
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--optimizer", choices=["adamw", "adamw8bit", "paged_adamw8bit"], default="adamw")
     parser.add_argument("--difference", choices=["hvp", "central", "forward"], default=DEFAULT_DIFFERENCE)
+    parser.add_argument("--no-self-check", action="store_true",
+                        help="central/forward without the h/2 self-check (half the perturbed passes)")
     parser.add_argument("--lens", choices=["chunked", "full"], default="chunked",
                         help="bounded logit lens: labelled positions in chunks (current) or every position (old)")
     parser.add_argument("--prompt-fraction", type=float, default=0.0, help="leading fraction of each row unlabelled")
@@ -281,7 +284,8 @@ def main(argv=None) -> int:
         return 0
     print(f"{result['model']} ({result['parameters']:,} params, {result['dtype']}) on {result['device']}; "
           f"batch {args.batch} x {args.seq}, optimizer {args.optimizer}, "
-          f"gradient checkpointing {'on' if args.gradient_checkpointing else 'off'}, {args.difference} estimator, "
+          f"gradient checkpointing {'on' if args.gradient_checkpointing else 'off'}, {args.difference} estimator"
+          f"{'' if args.difference == 'hvp' else (', unchecked' if args.no_self_check else ', self-checked')}, "
           f"{args.lens} lens")
     for name in ("sft", "seam"):
         phase = result[name]
