@@ -113,7 +113,8 @@ def self_check_table(rows: list[dict], floor: float = 0.95) -> str:
     for r in rows:
         for cosine, flagged in zip(r["cosines"], r["flagged"] or [], strict=False):
             counts[(cosine < floor, flagged)] += 1
-    return (f"\n### Self-check (threshold {CONSISTENCY_THRESHOLD:g}) on every checked estimate (seed x model x dtype)\n\n"
+    title = f"Self-check (threshold {CONSISTENCY_THRESHOLD:g}) on every checked estimate (seed x model x dtype)"
+    return (f"\n### {title}\n\n"
             f"| | flagged | passed |\n|---|---|---|\n"
             f"| cosine < {floor:g} | {counts[(True, True)]} | {counts[(True, False)]} |\n"
             f"| cosine >= {floor:g} | {counts[(False, True)]} | {counts[(False, False)]} |")

@@ -208,7 +208,8 @@ def run(args) -> dict:
         model.activation_checkpointing_enable({"use_reentrant": False})
         model.config.use_cache = False
     vocab = model.config.vocab_size
-    adv, aln, bgn = (random_batch(vocab, args.batch, args.seq, device, seed, args.prompt_fraction) for seed in (1, 2, 3))
+    adv, aln, bgn = (random_batch(vocab, args.batch, args.seq, device, seed, args.prompt_fraction)
+                     for seed in (1, 2, 3))
     if args.lens == "full":
         losses.bounded_lens_loss = losses.bounded_lens_loss_full
     params = [p for p in model.parameters() if p.requires_grad]
@@ -274,9 +275,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.lens_only:
         result = lens_only(args)
+        times = result["ul_fwd_bwd_s"]
         print(json.dumps(result) if args.json else
-              f"{result['model']} batch {args.batch} x {args.seq}: L_ul fwd+bwd chunked {result['ul_fwd_bwd_s']['chunked']:.3f} s, "
-              f"full {result['ul_fwd_bwd_s']['full']:.3f} s, speed-up {result['speedup']:.2f}x")
+              f"{result['model']} batch {args.batch} x {args.seq}: L_ul fwd+bwd chunked {times['chunked']:.3f} s, "
+              f"full {times['full']:.3f} s, speed-up {result['speedup']:.2f}x")
         return 0
     result = run(args)
     if args.json:

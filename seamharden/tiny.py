@@ -167,7 +167,8 @@ def train_tiny_model(model, tokenizer, steps: int = TRAIN_STEPS, lr: float = TRA
     model.train()
     torch.manual_seed(seed)
     for step in range(steps):
-        rows = [tokenizer(t).input_ids + [tokenizer.eos_token_id] for t in texts[step * batch_size:(step + 1) * batch_size]]
+        batch = texts[step * batch_size:(step + 1) * batch_size]
+        rows = [tokenizer(t).input_ids + [tokenizer.eos_token_id] for t in batch]
         width = max(len(r) for r in rows)
         ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows])
         mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])

@@ -102,7 +102,9 @@ class StepPolicy:
             return 0.0
         if self.kind == "absolute":
             return self.epsilon
-        rho = self.relative_step if self.relative_step is not None else DEFAULT_RELATIVE_STEP[(params[0].dtype, self.difference)]
+        rho = self.relative_step
+        if rho is None:
+            rho = DEFAULT_RELATIVE_STEP[(params[0].dtype, self.difference)]
         return rho * gradvec.norm(params).item()
 
 
@@ -155,7 +157,8 @@ def _probes(p: torch.Tensor, index: int, seed: int) -> torch.Tensor:
 
 def sketch(vec: Sequence[torch.Tensor], seed: int) -> torch.Tensor:
     """Random-sign sketch of a gradient, [n_tensors * SKETCH_PROBES] fp32; |sketch(x)| ~ |x| (in expectation)."""
-    return torch.cat([_probes(x, i, seed) @ x.reshape(-1).float() for i, x in enumerate(vec)]) / math.sqrt(SKETCH_PROBES)
+    parts = [_probes(x, i, seed) @ x.reshape(-1).float() for i, x in enumerate(vec)]
+    return torch.cat(parts) / math.sqrt(SKETCH_PROBES)
 
 
 @torch.no_grad()

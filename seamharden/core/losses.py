@@ -103,7 +103,8 @@ class _LensCrossEntropy(torch.autograd.Function):
         flat, rows = z.reshape(n_layers * n_rows, hidden), targets.repeat(n_layers)
         want = torch.is_grad_enabled() or any(ctx.needs_input_grad[:3])
         grad_z = torch.empty_like(flat) if ctx.needs_input_grad[0] else None
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if ctx.needs_input_grad[1] else None
+        grad_w = (torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+                  if ctx.needs_input_grad[1] else None)
         grad_b = (torch.zeros(bias.shape, dtype=torch.float32, device=bias.device)
                   if bias is not None and ctx.needs_input_grad[2] else None)
         total = torch.zeros((), dtype=torch.float32, device=z.device)
@@ -139,7 +140,8 @@ class _LensCrossEntropy(torch.autograd.Function):
         return gz, gw, gb, None, None
 
 
-def bounded_lens_loss(model: nn.Module, outputs, labels: torch.Tensor, chunk_rows: int = LENS_CHUNK_ROWS) -> torch.Tensor:
+def bounded_lens_loss(model: nn.Module, outputs, labels: torch.Tensor,
+                      chunk_rows: int = LENS_CHUNK_ROWS) -> torch.Tensor:
     """-log(1 + mean over layers l of CE(lm_head(norm(h_l)), labels)).
 
     ``outputs`` must carry ``hidden_states`` (embeddings, then one entry per layer; the

@@ -100,7 +100,7 @@ class SeamSection(Strict):
         "central = finite differences with a runtime self-check (4 passes), forward = fastest, unchecked (2 passes)"
     )
     step_policy: Literal["relative", "absolute"] = Field(
-        "relative", description="finite-difference step (central/forward): relative to ||theta||, or the absolute epsilon"
+        "relative", description="finite-difference step (central/forward): relative to ||theta||, or absolute epsilon"
     )
     epsilon: float = Field(1e-3, gt=0, description="absolute step (step_policy=absolute)")
     relative_step: float | None = Field(None, gt=0, description="step / ||theta||; None: per-dtype default")

@@ -14,8 +14,8 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_acceptance.sh
 def test_cpu_mode_writes_one_json_with_every_check(tmp_path):
     out = tmp_path / "acceptance.json"
     env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(["bash", str(SCRIPT), "--cpu", str(out)], env=env, capture_output=True, text=True, check=False,
-                          timeout=120)
+    proc = subprocess.run(["bash", str(SCRIPT), "--cpu", str(out)], env=env, capture_output=True, text=True,
+                          check=False, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads(out.read_text())
     assert report["mode"] == "cpu" and report["fidelity_passed"] is True and report["step_cost_errors"] == 0
@@ -34,7 +34,7 @@ def test_gpu_mode_refuses_without_cuda(tmp_path):
     if torch.cuda.is_available():
         return
     env = {**os.environ, "PYTHON": sys.executable}
-    proc = subprocess.run(["bash", str(SCRIPT), str(tmp_path / "x.json")], env=env, capture_output=True, text=True, check=False,
-                          timeout=60)
+    proc = subprocess.run(["bash", str(SCRIPT), str(tmp_path / "x.json")], env=env, capture_output=True,
+                          text=True, check=False, timeout=60)
     assert proc.returncode == 2 and "needs a CUDA device" in proc.stderr
     assert not (tmp_path / "x.json").exists()

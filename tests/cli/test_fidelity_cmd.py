@@ -45,8 +45,8 @@ def test_below_min_cosine_exits_3(capsys, tiny_llama_dir):
 
 def test_absolute_reference_epsilon_is_far_worse_in_bf16(capsys, tiny_llama_dir):
     _, relative = _json_run(capsys, tiny_llama_dir, "--dtype", "bf16", "--difference", "forward")
-    code, absolute = _json_run(capsys, tiny_llama_dir, "--dtype", "bf16", "--difference", "forward", "--policy", "absolute",
-                               "--epsilon", "1e-3", "--min-cosine", "0")
+    code, absolute = _json_run(capsys, tiny_llama_dir, "--dtype", "bf16", "--difference", "forward",
+                               "--policy", "absolute", "--epsilon", "1e-3", "--min-cosine", "0")
     assert code == ExitCode.OK
     assert absolute["step"] == pytest.approx(1e-3)
     assert absolute["cosine"] < 0.6 < relative["cosine"]

@@ -87,7 +87,7 @@ def test_weights_restored_when_a_pass_fails():
 
     with pytest.raises(RuntimeError):
         accumulate_sim_gradient(params, g_a, g_b, failing, failing, 0, 1, 1.0)
-    assert all(torch.equal(p.detach(), q) for p, q in zip(params, before))
+    assert all(torch.equal(p.detach(), q) for p, q in zip(params, before, strict=True))
 
 
 def test_dropout_masks_are_replayed_between_passes():
@@ -181,7 +181,7 @@ def test_checked_step_applies_the_mean_of_the_two_estimates():
     full, _ = estimated_sim_gradient(model, A, B, h_policy)
     half, _ = estimated_sim_gradient(model, A, B, StepPolicy("relative", "central", relative_step=5e-3, check=False))
     # the same steps, up to the rounding of theta +- d/2 (fp64 here)
-    assert agreement(checked, [(x + y) / 2 for x, y in zip(full, half)])["relative_error"] < 1e-6
+    assert agreement(checked, [(x + y) / 2 for x, y in zip(full, half, strict=True)])["relative_error"] < 1e-6
     assert 0 < info.consistency < 1
 
 

@@ -113,7 +113,7 @@ def test_chunked_lens_equals_full_position_lens_value_and_gradient(family, chunk
     g_old = torch.autograd.grad(old, params, allow_unused=True)
     # both upcast the fp64 logits through fp32 (response_loss's .float()), so fp32 tolerance
     assert new.item() == pytest.approx(old.item(), rel=1e-7, abs=1e-7)
-    for a, b in zip(g_new, g_old):
+    for a, b in zip(g_new, g_old, strict=True):
         assert (a is None) == (b is None)
         if b is not None:
             assert torch.allclose(a, b, rtol=1e-5, atol=1e-7 * b.abs().max().item())
