@@ -1,10 +1,13 @@
-"""Estimator fidelity over step sizes: the table behind ``DEFAULT_RELATIVE_STEP``.
+"""Estimator fidelity on trained and random tiny models: the tables behind the default policy.
 
-For each tiny family (llama, gpt2, qwen2), weight dtype (fp32, bf16), difference
-(forward, central) and step policy (absolute epsilon 1e-3 and 1e-1, relative rho
-1e-4 .. 1e-1): the cosine between the estimator's grad of sim and the fp64 double
-backward on the same (upcast) weights, and the applied-perturbation cosine. Batches
-are the fidelity command's (4 built-in adversarial and benign rows, 48 tokens).
+For each tiny family (llama, gpt2, qwen2 with 2 KV heads, gpt_neox), trained
+(``seamharden.tiny.build_trained_tiny_model``: hidden 64, 2 layers, BPE vocab 400, 150
+AdamW steps at lr 3e-3 on generated sentences, deterministic) and random (the same shape,
+seed 0), weight dtype (fp32, bf16) and estimator policy: the cosine between the
+estimator's grad of sim and the fp64 double backward on the same (upcast) weights,
+measured exactly as ``seamharden fidelity --seed S`` does (``measure_fidelity``: 4
+built-in adversarial and benign rows, 48 tokens), minimum over seeds 0, 1, 2; and the
+largest self-check figure (``consistency``) over the seeds where one is reported.
 Prints markdown tables; ``--json`` prints the rows instead.
 
     python benchmarks/fidelity_sweep.py --threads 1
@@ -13,84 +16,133 @@ Prints markdown tables; ``--json`` prints the rows instead.
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import json
+import math
 import sys
 import time
 
 import torch
 
-from seamharden.core.estimator import DEFAULT_RELATIVE_STEP, StepPolicy
-from seamharden.core.fidelity import agreement, estimated_sim_gradient
-from seamharden.fidelity import build_batches, reference_gradient
-from seamharden.tiny import FAMILIES, build_tiny_model, build_tiny_tokenizer
+from seamharden.core.estimator import CONSISTENCY_THRESHOLD, StepPolicy
+from seamharden.fidelity import build_batches, measure_fidelity
+from seamharden.tiny import (
+    FAMILIES,
+    TRAINED_HIDDEN,
+    TRAINED_VOCAB,
+    build_tiny_model,
+    build_tiny_tokenizer,
+    build_trained_tiny_model,
+)
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-POLICIES = [("absolute", 1e-3), ("absolute", 1e-1)] + [
-    ("relative", rho) for rho in (1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+SEEDS = (0, 1, 2)
+# (label, policy, perturbed or HVP passes per step: an extra fwd+bwd each; an HVP costs ~4)
+POLICIES = [
+    ("hvp (default)", StepPolicy("relative", "hvp"), "2 HVP (~8)"),
+    ("central, checked", StepPolicy("relative", "central"), "8"),
+    ("central", StepPolicy("relative", "central", check=False), "4"),
+    ("forward, checked", StepPolicy("relative", "forward"), "4"),
+    ("forward", StepPolicy("relative", "forward", check=False), "2"),
 ]
+OLD_DEFAULT = {"fp32": StepPolicy("relative", "forward", relative_step=1e-4, check=False),
+               "bf16": StepPolicy("relative", "forward", relative_step=2e-3, check=False)}
+"""The default before issue 14 (forward, rho 1e-4 in fp32 and 2e-3 in bf16, no check)."""
 
 
-def sweep(families=FAMILIES, dtypes=tuple(DTYPES), seed: int = 0) -> list[dict]:
-    tokenizer = build_tiny_tokenizer()
-    batch_a, batch_b = build_batches(tokenizer, examples=4, max_length=48, seed=seed)
-    rows = []
+def models(families, tokenizer):
     for family in families:
+        yield family, "trained", build_trained_tiny_model(family, tokenizer=tokenizer)
+        random = build_tiny_model(family, seed=0, vocab_size=len(tokenizer), hidden_size=TRAINED_HIDDEN)
+        yield family, "random", random.eval()
+
+
+def sweep(families=FAMILIES, dtypes=tuple(DTYPES), seeds=SEEDS, labels=None) -> list[dict]:
+    tokenizer = build_tiny_tokenizer(TRAINED_VOCAB)
+    batches = {seed: build_batches(tokenizer, examples=4, max_length=48, seed=seed) for seed in seeds}
+    rows = []
+    for family, weights, base in models(families, tokenizer):
         for dtype_name in dtypes:
-            model = build_tiny_model(family, seed=seed, vocab_size=len(tokenizer)).to(DTYPES[dtype_name]).eval()
-            reference, _ = reference_gradient(model, batch_a, batch_b, seed)
-            for difference in ("forward", "central"):
-                for kind, value in POLICIES:
-                    policy = (StepPolicy("absolute", difference, epsilon=value) if kind == "absolute"
-                              else StepPolicy("relative", difference, relative_step=value))
-                    estimate, info = estimated_sim_gradient(model, batch_a, batch_b, policy, seed, seed + 1)
-                    rows.append({
-                        "family": family, "dtype": dtype_name, "difference": difference, "policy": kind,
-                        "value": value, "step": info.step, "applied_cosine": info.applied_cosine,
-                        **agreement(estimate, reference),
-                    })
+            model = copy.deepcopy(base).to(DTYPES[dtype_name])
+            old = f"old default (forward, rho {OLD_DEFAULT[dtype_name].relative_step:g})"
+            old_checked = dataclasses.replace(OLD_DEFAULT[dtype_name], check=True)
+            policies = [*POLICIES, (old, OLD_DEFAULT[dtype_name], "2"), (old + ", checked", old_checked, "4")]
+            for label, policy, passes in policies:
+                if labels is not None and label not in labels:
+                    continue
+                reports = [measure_fidelity(model, *batches[seed], policy, seed).report for seed in seeds]
+                checks = [r.consistency for r in reports if not math.isnan(r.consistency)]
+                rows.append({
+                    "family": family, "weights": weights, "dtype": dtype_name, "policy": label, "passes": passes,
+                    "difference": policy.difference, "relative_step": reports[0].relative_step,
+                    "min_cosine": min(r.cosine for r in reports), "cosines": [r.cosine for r in reports],
+                    "max_consistency": max(checks) if checks else None,
+                    "flagged": [c > CONSISTENCY_THRESHOLD for c in checks] if checks else None,
+                    "min_applied_cosine": min(r.applied_cosine for r in reports),
+                })
     return rows
 
 
-def _label(kind: str, value: float) -> str:
-    return f"{'eps' if kind == 'absolute' else 'rho'}={value:g}"
-
-
 def markdown(rows: list[dict]) -> str:
-    """One table per (dtype, difference): cosine (applied cosine) per family and policy; defaults marked."""
-    families = list(dict.fromkeys(r["family"] for r in rows))
+    """One table per dtype: min cosine over seeds (max consistency) per policy and model."""
+    columns = list(dict.fromkeys((r["family"], r["weights"]) for r in rows))
     out = []
     for dtype_name in dict.fromkeys(r["dtype"] for r in rows):
-        for difference in ("forward", "central"):
-            default = DEFAULT_RELATIVE_STEP[(DTYPES[dtype_name], difference)]
-            out.append(f"\n### {dtype_name}, {difference} difference (default rho = {default:g})\n")
-            out.append("| policy | " + " | ".join(families) + " | min cosine |")
-            out.append("|---|" + "---|" * (len(families) + 1))
-            for kind, value in POLICIES:
-                cells = [r for r in rows if (r["dtype"], r["difference"], r["policy"], r["value"])
-                         == (dtype_name, difference, kind, value)]
-                label = _label(kind, value) + (" **(default)**" if kind == "relative" and value == default else "")
-                body = " | ".join(f"{r['cosine']:.4f} ({r['applied_cosine']:.3f})" for r in cells)
-                out.append(f"| {label} | {body} | {min(r['cosine'] for r in cells):.4f} |")
+        seeds = len(next(r for r in rows if r["dtype"] == dtype_name)["cosines"])
+        out.append(f"\n### {dtype_name}: min cosine over {seeds} seed(s) "
+                   "(max self-check figure where checked)\n")
+        out.append("| policy | extra passes | " + " | ".join(f"{f} {w}" for f, w in columns) + " | min |")
+        out.append("|---|---|" + "---|" * (len(columns) + 1))
+        for label in dict.fromkeys(r["policy"] for r in rows if r["dtype"] == dtype_name):
+            cells = {(r["family"], r["weights"]): r for r in rows if r["dtype"] == dtype_name and r["policy"] == label}
+            body = []
+            for key in columns:
+                r = cells[key]
+                check = f" ({r['max_consistency']:.2f})" if r["max_consistency"] is not None else ""
+                body.append(f"{r['min_cosine']:.4f}{check}")
+            worst = min(r["min_cosine"] for r in cells.values())
+            out.append(f"| {label} | {next(iter(cells.values()))['passes']} | " + " | ".join(body)
+                       + f" | {worst:.4f} |")
     return "\n".join(out)
+
+
+def self_check_table(rows: list[dict], floor: float = 0.95) -> str:
+    """How the self-check sorted the checked estimates: bad = cosine below ``floor``."""
+    counts = {(bad, flagged): 0 for bad in (True, False) for flagged in (True, False)}
+    for r in rows:
+        for cosine, flagged in zip(r["cosines"], r["flagged"] or [], strict=False):
+            counts[(cosine < floor, flagged)] += 1
+    title = f"Self-check (threshold {CONSISTENCY_THRESHOLD:g}) on every checked estimate (seed x model x dtype)"
+    return (f"\n### {title}\n\n"
+            f"| | flagged | passed |\n|---|---|---|\n"
+            f"| cosine < {floor:g} | {counts[(True, True)]} | {counts[(True, False)]} |\n"
+            f"| cosine >= {floor:g} | {counts[(False, True)]} | {counts[(False, False)]} |")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
     parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES))
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    parser.add_argument("--policies", nargs="+", default=None, metavar="LABEL",
+                        help="only these policy labels, e.g. 'central, checked' (default: all)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--self-check", action="store_true",
+                        help="also print how the self-check sorted the checked estimates (per seed)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    rows = sweep(args.families, args.dtypes, args.seed)
+    rows = sweep(args.families, args.dtypes, tuple(args.seeds), args.policies)
     if args.json:
         print(json.dumps(rows))
     else:
         print(markdown(rows))
-        print(f"\n{len(rows)} estimates in {time.perf_counter() - start:.0f} s")
+        if args.self_check:
+            print(self_check_table(rows))
+        print(f"\n{len(rows) * len(args.seeds)} estimates in {time.perf_counter() - start:.0f} s")
     return 0
 
 

@@ -11,7 +11,12 @@ the process's resident set size, sampled every 2 ms by a thread with psutil when
 is installed (per phase), else resource.ru_maxrss (lifetime peak: the SEAM phase
 runs second, so its figure is max(SFT, SEAM)). ``memory_method`` says which.
 
+``--lens full`` times the pre-chunking bounded logit lens (every position, one
+checkpointed [B, T, V] logits per layer) for comparison; ``--prompt-fraction`` masks
+that leading fraction of each row as prompt (label -100), as real data does.
+
     python benchmarks/step_cost.py --model tiny --steps 3 --warmup 1 --threads 1
+    python benchmarks/step_cost.py --model smollm2-shape --batch 4 --seq 64 --difference forward --threads 2
     python benchmarks/step_cost.py --model llama2-7b-shape --dtype bf16 --batch 4 --seq 256 \
         --gradient-checkpointing --optimizer adamw8bit --steps 5 --warmup 2
 """
@@ -30,6 +35,8 @@ from pathlib import Path
 
 import torch
 
+from seamharden.core import losses
+from seamharden.core.estimator import DEFAULT_DIFFERENCE
 from seamharden.core.losses import lm_loss
 from seamharden.core.step import SeamConfig, seam_step
 
@@ -37,6 +44,8 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 SHAPES = {
     "llama2-7b-shape": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
                             num_key_value_heads=32, vocab_size=32000, max_position_embeddings=4096),
+    "smollm2-shape": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+                          num_key_value_heads=3, vocab_size=49152, max_position_embeddings=2048),
     "llama-small": dict(hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=8,
                         num_key_value_heads=8, vocab_size=8192, max_position_embeddings=1024),
 }
@@ -53,7 +62,7 @@ def build_model(name: str, dtype: torch.dtype, device: torch.device, attn: str =
         model = build_tiny_model("llama", attn_implementation=attn).to(dtype)
     elif name in SHAPES:
         torch.manual_seed(0)
-        config = LlamaConfig(tie_word_embeddings=False, **SHAPES[name])
+        config = LlamaConfig(tie_word_embeddings=name == "smollm2-shape", **SHAPES[name])
         with device:
             model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn)
     elif Path(name).is_dir():
@@ -63,10 +72,14 @@ def build_model(name: str, dtype: torch.dtype, device: torch.device, attn: str =
     return model.to(device).train()
 
 
-def random_batch(vocab: int, batch: int, seq: int, device: torch.device, seed: int) -> dict[str, torch.Tensor]:
+def random_batch(vocab: int, batch: int, seq: int, device: torch.device, seed: int,
+                 prompt_fraction: float = 0.0) -> dict[str, torch.Tensor]:
+    """Random tokens; the first ``prompt_fraction`` of each row is prompt (label -100), the rest learned."""
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(3, vocab, (batch, seq), generator=gen)
-    return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device), "labels": ids.to(device)}
+    labels = ids.clone()
+    labels[:, :int(seq * prompt_fraction)] = -100
+    return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device), "labels": labels.to(device)}
 
 
 def build_optimizer(kind: str, params, lr: float = 2e-5):
@@ -148,6 +161,43 @@ def time_phase(step, optimizer, device: torch.device, steps: int, warmup: int) -
     return (time.perf_counter() - start) / steps
 
 
+def lens_only(args) -> dict:
+    """Median seconds of the L_ul forward + backward (bounded lens) with the chunked and the full lens, interleaved.
+
+    Alternating the two (``--steps`` rounds) keeps a shared box's load from favouring either.
+    """
+    import statistics
+
+    from seamharden.core.losses import adversarial_losses
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = DTYPES[args.dtype or ("bf16" if device.type == "cuda" else "fp32")]
+    model = build_model(args.model, dtype, device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    adv = random_batch(model.config.vocab_size, args.batch, args.seq, device, 1, args.prompt_fraction)
+    chunked = losses.bounded_lens_loss
+    times: dict[str, list[float]] = {"chunked": [], "full": []}
+    for i in range(args.warmup + args.steps):
+        for name, fn in (("chunked", chunked), ("full", losses.bounded_lens_loss_full)):
+            losses.bounded_lens_loss = fn
+            _sync(device)
+            start = time.perf_counter()
+            _, loss_ul = adversarial_losses(model, adv, "bounded_lens")
+            torch.autograd.backward(loss_ul, inputs=params)
+            _sync(device)
+            if i >= args.warmup:
+                times[name].append(time.perf_counter() - start)
+            for p in params:
+                p.grad = None
+    losses.bounded_lens_loss = chunked
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    return {"model": args.model, "dtype": str(dtype).removeprefix("torch."), "device": describe_device(device),
+            "batch": args.batch, "seq": args.seq, "prompt_fraction": args.prompt_fraction, "rounds": args.steps,
+            "ul_fwd_bwd_s": medians, "speedup": medians["full"] / medians["chunked"]}
+
+
 def run(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -158,9 +208,13 @@ def run(args) -> dict:
         model.activation_checkpointing_enable({"use_reentrant": False})
         model.config.use_cache = False
     vocab = model.config.vocab_size
-    adv, aln, bgn = (random_batch(vocab, args.batch, args.seq, device, seed) for seed in (1, 2, 3))
+    adv, aln, bgn = (random_batch(vocab, args.batch, args.seq, device, seed, args.prompt_fraction)
+                     for seed in (1, 2, 3))
+    if args.lens == "full":
+        losses.bounded_lens_loss = losses.bounded_lens_loss_full
     params = [p for p in model.parameters() if p.requires_grad]
-    cfg = SeamConfig(beta=0.01, unlearn_loss=args.unlearn_loss, difference=args.difference)
+    cfg = SeamConfig(beta=0.01, unlearn_loss=args.unlearn_loss, difference=args.difference,
+                     self_check=not args.no_self_check)
     memory = PeakMemory(device)
     tokens = args.batch * args.seq
     result = {
@@ -168,6 +222,7 @@ def run(args) -> dict:
         "device": describe_device(device),
         "batch": args.batch, "seq": args.seq, "gradient_checkpointing": args.gradient_checkpointing,
         "optimizer": args.optimizer, "difference": args.difference, "unlearn_loss": args.unlearn_loss,
+        "lens": args.lens, "prompt_fraction": args.prompt_fraction, "self_check": cfg.self_check,
         "steps": args.steps, "warmup": args.warmup, "memory_method": memory.method,
     }
 
@@ -193,15 +248,22 @@ def run(args) -> dict:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="tiny", help="tiny | llama-small | llama2-7b-shape | PATH")
+    parser.add_argument("--model", default="tiny", help="tiny | llama-small | smollm2-shape | llama2-7b-shape | PATH")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq", type=int, default=256)
     parser.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: bf16 on CUDA, fp32 on CPU")
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--optimizer", choices=["adamw", "adamw8bit", "paged_adamw8bit"], default="adamw")
-    parser.add_argument("--difference", choices=["forward", "central"], default="forward")
+    parser.add_argument("--difference", choices=["hvp", "central", "forward"], default=DEFAULT_DIFFERENCE)
+    parser.add_argument("--no-self-check", action="store_true",
+                        help="central/forward without the h/2 self-check (half the perturbed passes)")
+    parser.add_argument("--lens", choices=["chunked", "full"], default="chunked",
+                        help="bounded logit lens: labelled positions in chunks (current) or every position (old)")
+    parser.add_argument("--prompt-fraction", type=float, default=0.0, help="leading fraction of each row unlabelled")
     parser.add_argument("--unlearn-loss", choices=["bounded_lens", "ascent"], default="bounded_lens")
+    parser.add_argument("--lens-only", action="store_true",
+                        help="time only the L_ul forward + backward, chunked vs full lens, interleaved")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
@@ -211,13 +273,22 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.lens_only:
+        result = lens_only(args)
+        times = result["ul_fwd_bwd_s"]
+        print(json.dumps(result) if args.json else
+              f"{result['model']} batch {args.batch} x {args.seq}: L_ul fwd+bwd chunked {times['chunked']:.3f} s, "
+              f"full {times['full']:.3f} s, speed-up {result['speedup']:.2f}x")
+        return 0
     result = run(args)
     if args.json:
         print(json.dumps(result))
         return 0
     print(f"{result['model']} ({result['parameters']:,} params, {result['dtype']}) on {result['device']}; "
           f"batch {args.batch} x {args.seq}, optimizer {args.optimizer}, "
-          f"gradient checkpointing {'on' if args.gradient_checkpointing else 'off'}, {args.difference} difference")
+          f"gradient checkpointing {'on' if args.gradient_checkpointing else 'off'}, {args.difference} estimator"
+          f"{'' if args.difference == 'hvp' else (', unchecked' if args.no_self_check else ', self-checked')}, "
+          f"{args.lens} lens")
     for name in ("sft", "seam"):
         phase = result[name]
         print(f"  {name.upper():4s} step {phase['step_s']:.4f} s  {phase['tokens_per_s']:,.0f} tok/s  "

@@ -52,6 +52,7 @@ class FidelityReport:
     relative_step: float | None
     parameters: int
     seed: int
+    consistency: float = float("nan")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -134,13 +135,13 @@ def measure_fidelity(model: nn.Module, batch_a: Batch, batch_b: Batch, policy: S
         applied_cosine=info.applied_cosine, sim=info.cosine, reference=kind, dtype=str(dtype).removeprefix("torch."),
         difference=policy.difference, policy=policy.kind,
         epsilon=policy.epsilon, relative_step=_rho(policy, dtype), parameters=sum(e.numel() for e in estimate),
-        seed=seed,
+        seed=seed, consistency=info.consistency,
     )
     return FidelityRun(report, batch_a, batch_b, names, estimate, reference)
 
 
 def _rho(policy: StepPolicy, dtype: torch.dtype) -> float | None:
-    if policy.kind != "relative":
+    if policy.kind != "relative" or policy.difference == "hvp":
         return None
     if policy.relative_step is not None:
         return policy.relative_step

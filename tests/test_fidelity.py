@@ -8,7 +8,12 @@ import torch
 from seamharden.core.estimator import StepPolicy
 from seamharden.core.fidelity import agreement
 from seamharden.fidelity import (
-    DIFF_REFERENCE, EXACT_REFERENCE, build_batches, measure_fidelity, named_trainable, reference_gradient,
+    DIFF_REFERENCE,
+    EXACT_REFERENCE,
+    build_batches,
+    measure_fidelity,
+    named_trainable,
+    reference_gradient,
 )
 from seamharden.tiny import build_tiny_model, build_tiny_tokenizer
 
@@ -47,15 +52,15 @@ def test_measure_leaves_weights_unchanged_and_names_match():
     model = _model("qwen2", torch.bfloat16)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     a, b = build_batches(TOKENIZER, examples=2, max_length=32)
-    run = measure_fidelity(model, a, b, StepPolicy("relative", "central"))
+    run = measure_fidelity(model, a, b, StepPolicy())
     for n, p in model.named_parameters():
         assert torch.equal(p, before[n])
         assert p.grad is None
     assert run.names == named_trainable(model) == list(before)
     assert [e.shape for e in run.estimate] == [r.shape for r in run.reference]
     assert all(e.dtype == torch.float32 for e in run.estimate)
-    assert run.report.dtype == "bfloat16" and run.report.difference == "central"
-    assert run.report.cosine > 0.95
+    assert run.report.dtype == "bfloat16" and run.report.difference == "hvp" and run.report.step == 0.0
+    assert run.report.cosine > 0.99
 
 
 def test_report_records_the_policy():
@@ -65,3 +70,6 @@ def test_report_records_the_policy():
     ab = measure_fidelity(model, a, b, StepPolicy("absolute", "forward", epsilon=1e-2)).report
     assert rel.relative_step == 3e-4 and rel.policy == "relative"
     assert ab.relative_step is None and ab.step == pytest.approx(1e-2)
+    central = measure_fidelity(model, a, b, StepPolicy("relative", "central")).report
+    assert central.relative_step == 1e-4 and 0 <= central.consistency <= 1
+    assert measure_fidelity(model, a, b, StepPolicy()).report.relative_step is None

@@ -59,7 +59,8 @@ def _table(report: FidelityReport, min_cosine: float, passed: bool) -> None:
 @click.argument("model_dir")
 @click.option("--dtype", type=click.Choice(sorted(DTYPE_NAMES)), default="bf16", show_default=True,
               help="Weight dtype of the estimate.")
-@click.option("--difference", type=click.Choice(["forward", "central"]), default="forward", show_default=True)
+@click.option("--difference", type=click.Choice(["hvp", "central", "forward"]), default="hvp", show_default=True,
+              help="hvp: exact Hessian-vector products; central/forward: finite differences.")
 @click.option("--policy", type=click.Choice(["relative", "absolute"]), default="relative", show_default=True,
               help="Step policy: h = rho * ||theta|| (relative) or h = epsilon (absolute).")
 @click.option("--epsilon", type=float, default=1e-3, show_default=True, help="h of the absolute policy.")

@@ -1,25 +1,33 @@
-"""Hessian-free estimate of the gradient of L_sd = cos(g_a, g_b).
+"""Hessian-free estimate of the gradient of L_sd = cos(g_a, g_b), with a runtime self-check.
 
 With gbar = g / ||g|| and c = gbar_a . gbar_b (see docs/method.md):
 
     grad cos = H_a v_a + H_b v_b,   v_a = (gbar_b - c gbar_a) / ||g_a||,
                                     v_b = (gbar_a - c gbar_b) / ||g_b||
 
-and each Hessian-vector product is a difference of gradients along the unit
-direction u = v / ||v||:
+and each Hessian-vector product is taken along the unit direction u = v / ||v||:
 
-    forward:  H v ~ ||v|| (g(theta + h u) - g(theta)) / h
-    central:  H v ~ ||v|| (g(theta + h u) - g(theta - h u)) / (2h)
+    forward:  H v ~ ||v|| (g(theta + h u) - g(theta)) / h                (1 extra pass per side)
+    central:  H v ~ ||v|| (g(theta + h u) - g(theta - h u)) / (2h)      (2 extra passes per side)
+    hvp:      H v = ||v|| grad(g(theta) . u)  by double backward          (exact; ~4 passes' cost per side)
 
 Memory: besides the parameters and their ``.grad`` (which receives the result), the
 estimate uses exactly the two buffers that hold g_a and g_b: they are turned into
-u_a and u_b in place, and each then stores the saved weights during its perturbed
-pass(es), which makes the restore bit-exact.
+u_a and u_b in place, and (differences) each then stores the saved weights during its
+perturbed pass(es), which makes the restore bit-exact. ``hvp`` holds one more
+weight-sized transient (the gradient with its graph) during each double backward.
 
-Step policies: ``absolute`` uses h = epsilon (the reference code's behaviour, kept
-for comparison); ``relative`` (default) uses h = rho * ||theta|| with a per-dtype rho,
-so that the per-weight perturbation stays above the dtype's rounding spacing and
-scales with the model instead of vanishing like epsilon / sqrt(N).
+Step policies (differences only): ``absolute`` uses h = epsilon (the reference code's
+behaviour, kept for comparison); ``relative`` (default) uses h = rho * ||theta|| with a
+per-(dtype, difference) rho measured on trained and random tiny models.
+
+Self-check (``StepPolicy.check``, differences only): each side's difference is also
+taken at h/2 (one more pass per perturbed pass); the mean of the two estimates is
+applied, and both are sketched by SKETCH_PROBES random-sign projections per parameter
+tensor as their gradients arrive (``sketch``: no weight-sized buffer). ``consistency`` =
+max over a, b of |E_h - E_h/2| / (|E_h| + |E_h/2|): small where the difference is in its
+linear regime, large when the step is too large for the curvature or lost in rounding.
+See ``consistency_passes`` and docs/method.md.
 """
 
 from __future__ import annotations
@@ -34,49 +42,84 @@ import torch
 
 from seamharden.core import gradvec
 
-Difference = Literal["forward", "central"]
+Difference = Literal["forward", "central", "hvp"]
 Policy = Literal["relative", "absolute"]
+
+DEFAULT_DIFFERENCE: Difference = "hvp"
+"""The default estimator: the exact Hessian-vector product. On trained tiny models every
+fixed finite-difference step fails somewhere (too large for the curvature, or lost in bf16
+rounding); the exact product has no step to get wrong (docs/benchmarks.md). It costs about
+twice the passes of central differences; ``central`` is the faster, self-checked choice."""
 
 DEFAULT_RELATIVE_STEP: dict[tuple[torch.dtype, str], float] = {
     (torch.float64, "forward"): 1e-6,
     (torch.float64, "central"): 1e-4,
-    (torch.float32, "forward"): 1e-4,
-    (torch.float32, "central"): 1e-3,
-    (torch.bfloat16, "forward"): 2e-3,
-    (torch.bfloat16, "central"): 3e-3,
-    (torch.float16, "forward"): 5e-4,
-    (torch.float16, "central"): 1e-3,
+    (torch.float32, "forward"): 1e-5,
+    (torch.float32, "central"): 1e-4,
+    (torch.bfloat16, "forward"): 1e-3,
+    (torch.bfloat16, "central"): 1e-3,
+    (torch.float16, "forward"): 2.5e-4,
+    (torch.float16, "central"): 2.5e-4,
 }
 """rho per (weight dtype, difference) for the relative policy, chosen by measured fidelity
-against fp64 double backward on tiny Llama, GPT-2 and Qwen2 models (docs/method.md)."""
+against fp64 double backward on trained and random tiny Llama, GPT-2, Qwen2 and GPT-NeoX
+models (benchmarks/fidelity_sweep.py, docs/benchmarks.md). fp16 and fp64: not measured."""
+
+CONSISTENCY_THRESHOLD = 0.1
+"""Largest ``consistency``, |E_h - E_h/2| / (|E_h| + |E_h/2|) (sketched), a checked
+finite-difference estimate may show and pass. On the trained and random tiny models of
+docs/benchmarks.md no estimate at or below it had cosine < 0.95 to the exact gradient;
+some good bf16 estimates score above it (the check is conservative)."""
+
+
+def consistency_passes(consistency: float) -> bool | None:
+    """The self-check's verdict on a step's ``estimate_consistency``: True (passes), False
+    (fails: the L_sd gradient of this step is not trustworthy), None (not checked: the
+    exact ``hvp`` estimator, an unchecked difference, or beta = 0, all reported as NaN)."""
+    if math.isnan(consistency):
+        return None
+    return consistency <= CONSISTENCY_THRESHOLD
 
 
 @dataclass(frozen=True)
 class StepPolicy:
-    """How far to move the weights for the finite difference."""
+    """Which Hessian-vector product, and (differences) how far to move the weights.
+
+    ``check`` (differences only): also take the difference at h/2 (one more pass per
+    perturbed pass), apply the mean of the two estimates, and report their disagreement
+    as ``SimGradient.consistency``.
+    """
 
     kind: Policy = "relative"
-    difference: Difference = "forward"
+    difference: Difference = DEFAULT_DIFFERENCE
     epsilon: float = 1e-3
     relative_step: float | None = None
+    check: bool = True
 
     def step_size(self, params: Sequence[torch.Tensor]) -> float:
-        """The step h, an L2 distance in parameter space."""
+        """The step h, an L2 distance in parameter space (0 for the exact ``hvp``)."""
+        if self.difference == "hvp":
+            return 0.0
         if self.kind == "absolute":
             return self.epsilon
-        rho = self.relative_step if self.relative_step is not None else DEFAULT_RELATIVE_STEP[(params[0].dtype, self.difference)]
+        rho = self.relative_step
+        if rho is None:
+            rho = DEFAULT_RELATIVE_STEP[(params[0].dtype, self.difference)]
         return rho * gradvec.norm(params).item()
 
 
 @dataclass(frozen=True)
 class SimGradient:
-    """Diagnostics of one estimate. ``applied_cosine``: cos(applied perturbation, h u), mean of a and b."""
+    """Diagnostics of one estimate. ``applied_cosine``: cos(applied perturbation, h u), mean of a and b
+    (NaN for ``hvp``, which perturbs nothing);
+    ``consistency``: the self-check figure (checked differences; NaN otherwise)."""
 
     cosine: float
     norm_a: float
     norm_b: float
     step: float
     applied_cosine: float
+    consistency: float = math.nan
 
 
 @contextlib.contextmanager
@@ -101,14 +144,37 @@ def geometry(g_a: Sequence[torch.Tensor], g_b: Sequence[torch.Tensor]) -> tuple[
     return norm_a, norm_b, gradvec.dot(g_a, g_b).item() / (norm_a * norm_b)
 
 
+SKETCH_PROBES = 4
+"""Random-sign probes per parameter tensor in the self-check's sketch of a gradient."""
+
+
+def _probes(p: torch.Tensor, index: int, seed: int) -> torch.Tensor:
+    """[SKETCH_PROBES, p.numel()] fp32 random signs for parameter tensor ``index``, the same on every call."""
+    gen = torch.Generator(device=p.device).manual_seed((seed + 1_000_003 * index) % 2**63)
+    signs = torch.randint(0, 2, (SKETCH_PROBES, p.numel()), generator=gen, device=p.device, dtype=torch.int8)
+    return signs.float().mul_(2).sub_(1)
+
+
+def sketch(vec: Sequence[torch.Tensor], seed: int) -> torch.Tensor:
+    """Random-sign sketch of a gradient, [n_tensors * SKETCH_PROBES] fp32; |sketch(x)| ~ |x| (in expectation)."""
+    parts = [_probes(x, i, seed) @ x.reshape(-1).float() for i, x in enumerate(vec)]
+    return torch.cat(parts) / math.sqrt(SKETCH_PROBES)
+
+
 @torch.no_grad()
-def _to_unit_directions(buf_a, buf_b, norm_a: float, norm_b: float, c: float, s: float) -> None:
-    """Overwrite (g_a, g_b) with (u_a, u_b) in place, per tensor in fp32."""
+def _to_unit_directions(buf_a, buf_b, norm_a: float, norm_b: float, c: float, s: float,
+                        sketch_seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Overwrite (g_a, g_b) with (u_a, u_b) in place, per tensor in fp32.
+
+    With ``sketch_seed``: first returns the self-check's sketches of g_a(theta), g_b(theta).
+    """
+    sketches = (sketch(buf_a, sketch_seed), sketch(buf_b, sketch_seed)) if sketch_seed is not None else None
     for a, b in zip(buf_a, buf_b, strict=True):
         ga = a.float() / norm_a
         gb = b.float() / norm_b
         a.copy_((gb - c * ga) / s)
         b.copy_((ga - c * gb) / s)
+    return sketches
 
 
 @torch.no_grad()
@@ -141,17 +207,84 @@ def _mirror(params, saved) -> None:
 
 
 @torch.no_grad()
+def _halve(params, saved) -> None:
+    """theta + d  ->  theta + d/2 (fp32 arithmetic, rounded once): the check's second step."""
+    for p, theta in zip(params, saved, strict=True):
+        p.copy_(((theta.float() + p.float()) / 2).to(p.dtype))
+
+
+@torch.no_grad()
 def _restore(params, saved) -> None:
     """Bit-exact restore from the saved copy (same dtype)."""
     for p, theta in zip(params, saved, strict=True):
         p.copy_(theta)
 
 
-def _backward_scaled(loss_fn: Callable[[], torch.Tensor], params, coefficient: float, seed: int) -> None:
-    """p.grad += coefficient * grad(loss_fn()) at the current weights, with replayed RNG."""
-    with replay_rng(seed):
-        loss = loss_fn()
-        torch.autograd.backward(loss * coefficient, inputs=list(params))
+def _backward_scaled(loss_fn: Callable[[], torch.Tensor], params, coefficient: float, seed: int,
+                     sketch_seed: int | None = None) -> torch.Tensor | None:
+    """p.grad += coefficient * grad(loss_fn()) at the current weights, with replayed RNG.
+
+    With ``sketch_seed``: also returns ``sketch`` of the unscaled gradient, formed by
+    per-parameter hooks as each gradient arrives (no weight-sized buffer).
+    """
+    sketched, handles = None, []
+    if sketch_seed is not None:
+        sketched = torch.zeros(len(params), SKETCH_PROBES, dtype=torch.float32, device=params[0].device)
+        for i, p in enumerate(params):
+            def probe(grad, i=i, p=p):
+                with torch.no_grad():
+                    sketched[i] = _probes(p, i, sketch_seed) @ grad.reshape(-1).float() / coefficient
+            handles.append(p.register_hook(probe))
+    try:
+        with replay_rng(seed):
+            loss = loss_fn()
+            torch.autograd.backward(loss * coefficient, inputs=list(params))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return sketched.reshape(-1) / math.sqrt(SKETCH_PROBES) if sketched is not None else None
+
+
+@contextlib.contextmanager
+def math_attention() -> Iterator[None]:
+    """sdpa on its math kernel only (the twice-differentiable one), restoring the backend flags after.
+
+    Sets the global flags rather than ``torch.nn.attention.sdpa_kernel``: a checkpointed
+    layer's recompute during backward ignores the latter and picks the flash kernel again.
+    """
+    backends = torch.backends.cuda
+    saved = (backends.flash_sdp_enabled(), backends.mem_efficient_sdp_enabled(), backends.cudnn_sdp_enabled(),
+             backends.math_sdp_enabled())
+    try:
+        backends.enable_flash_sdp(False)
+        backends.enable_mem_efficient_sdp(False)
+        backends.enable_cudnn_sdp(False)
+        backends.enable_math_sdp(True)
+        yield
+    finally:
+        for setter, value in zip((backends.enable_flash_sdp, backends.enable_mem_efficient_sdp,
+                                  backends.enable_cudnn_sdp, backends.enable_math_sdp), saved, strict=True):
+            setter(value)
+
+
+def _hvp_backward(loss_fn: Callable[[], torch.Tensor], params, direction, coefficient: float, seed: int) -> None:
+    """p.grad += coefficient * H u (exact, double backward), H the Hessian of loss_fn at the current weights.
+
+    Runs sdpa on its math kernel (``math_attention``), the one that is twice differentiable;
+    eager attention works as is, FlashAttention-2 does not. Works with non-reentrant
+    gradient checkpointing.
+    """
+    with replay_rng(seed), math_attention():
+        grads = torch.autograd.grad(loss_fn(), params, create_graph=True)
+        along = sum((g * u).sum(dtype=torch.float32) for g, u in zip(grads, direction, strict=True))
+        del grads
+        torch.autograd.backward(along * coefficient, inputs=list(params))
+
+
+def disagreement(x: torch.Tensor, y: torch.Tensor) -> float:
+    """|x - y| / (|x| + |y|) in [0, 1] (0 when both are zero)."""
+    denom = (x.norm() + y.norm()).item()
+    return (x - y).norm().item() / denom if denom > 0 else 0.0
 
 
 def accumulate_sim_gradient(
@@ -169,8 +302,8 @@ def accumulate_sim_gradient(
 
     ``g_a``, ``g_b``: gradients of ``loss_a``, ``loss_b`` at the current weights, computed
     with the RNG seeded to ``seed_a`` / ``seed_b`` (same dtype and shapes as ``params``).
-    They are CONSUMED: overwritten with the directions and then the saved weights.
-    The weights are restored bit-exactly before returning, also on error.
+    They are CONSUMED: overwritten with the directions (and, for the differences, then the
+    saved weights). The weights are restored bit-exactly before returning, also on error.
     """
     norm_a, norm_b, c = geometry(g_a, g_b)
     h = policy.step_size(params)
@@ -178,22 +311,44 @@ def accumulate_sim_gradient(
     if norm_a == 0.0 or norm_b == 0.0 or s < 1e-6 or scale == 0.0:
         return SimGradient(c, norm_a, norm_b, h, applied_cosine=float("nan"))
 
-    if policy.difference == "forward":
-        k_a, k_b = scale * s / (norm_a * h), scale * s / (norm_b * h)
-        gradvec.accumulate_into_grads(params, g_a, -k_a)
-        gradvec.accumulate_into_grads(params, g_b, -k_b)
-    else:
-        k_a, k_b = scale * s / (norm_a * 2 * h), scale * s / (norm_b * 2 * h)
-    _to_unit_directions(g_a, g_b, norm_a, norm_b, c, s)
+    if policy.difference == "hvp":
+        _to_unit_directions(g_a, g_b, norm_a, norm_b, c, s)
+        for direction, loss_fn, k, seed in ((g_a, loss_a, scale * s / norm_a, seed_a),
+                                            (g_b, loss_b, scale * s / norm_b, seed_b)):
+            _hvp_backward(loss_fn, params, direction, k, seed)
+        return SimGradient(c, norm_a, norm_b, h, applied_cosine=math.nan)  # nothing is perturbed
 
-    applied = []
-    for direction, loss_fn, k, seed in ((g_a, loss_a, k_a, seed_a), (g_b, loss_b, k_b, seed_b)):
+    central = policy.difference == "central"
+    steps = (h, h / 2) if policy.check else (h,)
+    weight = 1.0 / len(steps)
+    sketch_seed = seed_a if policy.check else None
+    norms = (norm_a, norm_b)
+    if not central:
+        for buf, norm in ((g_a, norm_a), (g_b, norm_b)):
+            gradvec.accumulate_into_grads(params, buf, -sum(weight * scale * s / (norm * t) for t in steps))
+    at_theta = _to_unit_directions(g_a, g_b, norm_a, norm_b, c, s, None if central else sketch_seed)
+
+    applied, sides = [], []
+    for i, (direction, loss_fn, seed) in enumerate(((g_a, loss_a, seed_a), (g_b, loss_b, seed_b))):
         applied.append(_perturb(params, direction, h))
+        estimates = []
         try:
-            _backward_scaled(loss_fn, params, k, seed)
-            if policy.difference == "central":
-                _mirror(params, direction)
-                _backward_scaled(loss_fn, params, -k, seed)
+            for j, t in enumerate(steps):
+                k = weight * scale * s / (norms[i] * (2 * t if central else t))
+                if j:
+                    _halve(params, direction)
+                sign = -1.0 if central and j % 2 else 1.0  # central, checked: h at +, -; then h/2 at -, +
+                first = _backward_scaled(loss_fn, params, sign * k, seed, sketch_seed)
+                if central:
+                    _mirror(params, direction)
+                    second = _backward_scaled(loss_fn, params, -sign * k, seed, sketch_seed)
+                    if sketch_seed is not None:
+                        estimates.append(sign * (first - second) / (2 * t))
+                elif sketch_seed is not None:
+                    estimates.append((first - at_theta[i]) / t)
         finally:
             _restore(params, direction)
-    return SimGradient(c, norm_a, norm_b, h, applied_cosine=sum(applied) / 2)
+        if len(estimates) == 2:
+            sides.append(disagreement(*estimates))
+    consistency = max(sides) if sides else math.nan
+    return SimGradient(c, norm_a, norm_b, h, applied_cosine=sum(applied) / 2, consistency=consistency)

@@ -14,7 +14,12 @@ import torch
 from torch import nn
 
 from seamharden.core import gradvec
-from seamharden.core.estimator import SimGradient, StepPolicy, accumulate_sim_gradient, replay_rng
+from seamharden.core.estimator import (
+    SimGradient,
+    StepPolicy,
+    accumulate_sim_gradient,
+    replay_rng,
+)
 from seamharden.core.losses import lm_loss
 from seamharden.core.step import trainable_parameters
 
@@ -29,7 +34,7 @@ def exact_sim_gradient(model: nn.Module, batch_a: Batch, batch_b: Batch, seed_a:
         g_a = torch.autograd.grad(lm_loss(model, batch_a), params, create_graph=True)
     with replay_rng(seed_b):
         g_b = torch.autograd.grad(lm_loss(model, batch_b), params, create_graph=True)
-    dot = sum((x * y).sum() for x, y in zip(g_a, g_b))
+    dot = sum((x * y).sum() for x, y in zip(g_a, g_b, strict=True))
     norm_a = sum((x * x).sum() for x in g_a).sqrt()
     norm_b = sum((y * y).sum() for y in g_b).sqrt()
     return [g.detach() for g in torch.autograd.grad(dot / (norm_a * norm_b), params)]

@@ -83,14 +83,95 @@ def lens_modules(model: nn.Module) -> tuple[nn.Module, nn.Module]:
     return norms[0], head
 
 
-def bounded_lens_loss(model: nn.Module, outputs, labels: torch.Tensor) -> torch.Tensor:
+LENS_CHUNK_ROWS = 2048
+"""Rows (layer x labelled position) per chunk of the lens cross-entropy: bounds the transient
+[rows, vocab] fp32 logits (2048 x 32000 x 4 B = 250 MiB at the Llama-2 vocabulary)."""
+
+
+class _LensCrossEntropy(torch.autograd.Function):
+    """sum over layers l of mean over rows r of CE(z[l, r] @ W.T + b, y[r]), in chunks of rows.
+
+    z: [L, N, H] normalised hidden states at the N labelled positions; W: [V, H]; b: [V]
+    or None; y: [N] long. The logits of a chunk are formed in z's dtype and upcast to fp32
+    (as ``response_loss`` does); the gradient is computed in the same sweep (softmax - one-hot),
+    so no [rows, V] tensor outlives its chunk and nothing is recomputed in backward.
+    """
+
+    @staticmethod
+    def forward(ctx, z, weight, bias, targets, chunk: int):
+        n_layers, n_rows, hidden = z.shape
+        flat, rows = z.reshape(n_layers * n_rows, hidden), targets.repeat(n_layers)
+        want = torch.is_grad_enabled() or any(ctx.needs_input_grad[:3])
+        grad_z = torch.empty_like(flat) if ctx.needs_input_grad[0] else None
+        grad_w = (torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+                  if ctx.needs_input_grad[1] else None)
+        grad_b = (torch.zeros(bias.shape, dtype=torch.float32, device=bias.device)
+                  if bias is not None and ctx.needs_input_grad[2] else None)
+        total = torch.zeros((), dtype=torch.float32, device=z.device)
+        for start in range(0, flat.shape[0], chunk):
+            x, y = flat[start:start + chunk], rows[start:start + chunk]
+            logits = F.linear(x, weight, bias).float()
+            lse = logits.logsumexp(-1)
+            total += (lse - logits.gather(1, y[:, None]).squeeze(1)).sum()
+            if not want:
+                continue
+            probs = logits.sub_(lse[:, None]).exp_()
+            probs[torch.arange(len(y), device=y.device), y] -= 1.0
+            g = probs.div_(n_rows).to(x.dtype)
+            if grad_z is not None:
+                grad_z[start:start + chunk] = g @ weight
+            if grad_w is not None:
+                grad_w += (g.t() @ x).float()
+            if grad_b is not None:
+                grad_b += g.float().sum(0)
+        ctx.save_for_backward(*(t for t in (grad_z, grad_w, grad_b) if t is not None))
+        ctx.shapes = (z.shape, grad_z is not None, grad_w is not None, grad_b is not None, weight.dtype)
+        return total / n_rows
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        shape, has_z, has_w, has_b, w_dtype = ctx.shapes
+        saved = list(ctx.saved_tensors)
+        gz = saved.pop(0) if has_z else None
+        gz = (gz * grad_out.to(gz.dtype)).reshape(shape) if has_z else None
+        gw = (saved.pop(0) * grad_out).to(w_dtype) if has_w else None
+        gb = (saved.pop(0) * grad_out).to(w_dtype) if has_b else None
+        return gz, gw, gb, None, None
+
+
+def bounded_lens_loss(model: nn.Module, outputs, labels: torch.Tensor,
+                      chunk_rows: int = LENS_CHUNK_ROWS) -> torch.Tensor:
     """-log(1 + mean over layers l of CE(lm_head(norm(h_l)), labels)).
 
     ``outputs`` must carry ``hidden_states`` (embeddings, then one entry per layer; the
     last entry is already normalised by the model, so its logits are ``outputs.logits``).
-    Each intermediate layer's lens is checkpointed: only h_l is kept, not its [B, T, V]
-    logits. Bounded below by -log(1 + max CE), so ascent cannot diverge.
+    The intermediate layers' lens is evaluated only at the labelled positions, in chunks
+    of ``chunk_rows`` rows with the gradient formed in the same sweep (``_LensCrossEntropy``):
+    no [B, T, V] logits per layer, no recompute. Heads that are not a plain ``nn.Linear``
+    fall back to a checkpointed full-position lens. Bounded below by -log(1 + max CE), so
+    ascent cannot diverge.
     """
+    final_norm, head = lens_modules(model)
+    inner = outputs.hidden_states[1:-1]
+    last = response_loss(outputs.logits, labels)
+    if not inner:
+        return -torch.log1p(last)
+    if type(head) is nn.Linear:
+        keep = labels[:, 1:] != IGNORE_INDEX
+        z = final_norm(torch.stack([h[:, :-1][keep] for h in inner]))
+        lens_sum = _LensCrossEntropy.apply(z, head.weight, head.bias, labels[:, 1:][keep], chunk_rows)
+    else:
+        def lens_ce(hidden: torch.Tensor) -> torch.Tensor:
+            return response_loss(head(final_norm(hidden)), labels)
+
+        lens_sum = sum(checkpoint(lens_ce, h, use_reentrant=False) for h in inner)
+    return -torch.log1p((lens_sum + last) / (len(inner) + 1))
+
+
+def bounded_lens_loss_full(model: nn.Module, outputs, labels: torch.Tensor) -> torch.Tensor:
+    """The lens at every position, one checkpointed [B, T, V] logits per layer (the pre-chunking
+    implementation, kept as the reference the tests and benchmarks compare against)."""
     final_norm, head = lens_modules(model)
 
     def lens_ce(hidden: torch.Tensor) -> torch.Tensor:

@@ -3,8 +3,9 @@
 Pass order (forward difference; central adds two): adversarial forward -> g_a and
 grad L_ul (one forward, two backwards for the lens variant; L_ul = -SFT reuses g_a
 exactly for ascent), alignment forward/backward -> alpha * grad L_up, benign
-forward/backward -> g_b, then the two perturbed passes of the estimator. The
-extra memory is the two buffers g_a and g_b (see seamharden.core.estimator).
+forward/backward -> g_b, then the estimator: two exact Hessian-vector products by
+double backward (default ``hvp``), or two (forward) or four (central) perturbed passes.
+The extra memory is the two buffers g_a and g_b (see seamharden.core.estimator).
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ import torch
 from torch import nn
 
 from seamharden.core import gradvec
-from seamharden.core.estimator import StepPolicy, accumulate_sim_gradient, geometry, replay_rng
+from seamharden.core.estimator import (
+    DEFAULT_DIFFERENCE,
+    StepPolicy,
+    accumulate_sim_gradient,
+    consistency_passes,
+    geometry,
+    replay_rng,
+)
 from seamharden.core.losses import UnlearnVariant, adversarial_losses, lm_loss
 
 Batch = dict[str, torch.Tensor]
@@ -30,14 +38,21 @@ class SeamConfig:
     alpha: float = 1.0
     beta: float = 0.01
     unlearn_loss: UnlearnVariant = "bounded_lens"
-    difference: str = "forward"
+    difference: str = DEFAULT_DIFFERENCE
     step_policy: str = "relative"
     epsilon: float = 1e-3
     relative_step: float | None = None
+    self_check: bool = True
 
     @property
     def policy(self) -> StepPolicy:
-        return StepPolicy(self.step_policy, self.difference, self.epsilon, self.relative_step)
+        return StepPolicy(self.step_policy, self.difference, self.epsilon, self.relative_step, self.self_check)
+
+    @classmethod
+    def from_section(cls, seam) -> SeamConfig:
+        """From the recipe's validated ``seam`` section (seamharden.recipe.schema.SeamSection)."""
+        return cls(seam.alpha, seam.beta, seam.unlearn_loss, seam.difference, seam.step_policy, seam.epsilon,
+                   seam.relative_step, seam.self_check)
 
 
 @dataclass(frozen=True)
@@ -45,7 +60,10 @@ class SeamStepStats:
     """Per-term losses (fp32 scalars), the geometry of g_a and g_b, and the step used.
 
     ``loss_sd`` is cos(g_a, g_b) at the weights of this step; ``step_size`` is the
-    finite-difference step h (0 when beta = 0 and no estimate was made).
+    finite-difference step h (0 for the exact ``hvp`` estimator, and when beta = 0 and no
+    estimate was made). ``estimate_consistency`` is the estimator's self-check figure
+    (checked finite differences; NaN for ``hvp``, unchecked ones and beta = 0): judge it
+    with ``estimate_ok`` / ``seamharden.core.estimator.consistency_passes``.
     """
 
     loss_ul: float
@@ -59,9 +77,15 @@ class SeamStepStats:
     cosine: float
     step_size: float
     applied_cosine: float
+    estimate_consistency: float = math.nan
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
+
+    @property
+    def estimate_ok(self) -> bool | None:
+        """The self-check's verdict: True, False (warn: the L_sd gradient is not trustworthy), None (not checked)."""
+        return consistency_passes(self.estimate_consistency)
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -119,13 +143,14 @@ def seam_step(
             seed_a=seed_a, seed_b=seed_b, scale=grad_scale * cfg.beta, policy=cfg.policy,
         )
         norm_a, norm_b, cos, step, applied = est.norm_a, est.norm_b, est.cosine, est.step, est.applied_cosine
+        consistency = est.consistency
     else:
-        (norm_a, norm_b, cos), step, applied = geometry(g_a, g_b), 0.0, math.nan
+        (norm_a, norm_b, cos), step, applied, consistency = geometry(g_a, g_b), 0.0, math.nan, math.nan
     del g_a, g_b
 
     ul, up = loss_ul.item(), loss_up.item()
     return SeamStepStats(
         loss_ul=ul, loss_up=up, loss_sd=cos, loss_adv=loss_adv.item(), loss_bgn=loss_bgn.item(),
         loss_total=ul + cfg.alpha * up + cfg.beta * cos, grad_norm_adv=norm_a, grad_norm_bgn=norm_b,
-        cosine=cos, step_size=step, applied_cosine=applied,
+        cosine=cos, step_size=step, applied_cosine=applied, estimate_consistency=consistency,
     )

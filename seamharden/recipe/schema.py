@@ -99,14 +99,19 @@ class SeamSection(Strict):
     unlearn_loss: Literal["bounded_lens", "ascent"] = Field(
         "bounded_lens", description="L_ul: bounded multi-layer logit-lens loss, or plain gradient ascent"
     )
-    difference: Literal["forward", "central"] = Field(
-        "forward", description="finite difference for Hessian-vector products (central: 2 more passes)"
+    difference: Literal["hvp", "central", "forward"] = Field(
+        "hvp", description="Hessian-vector products: hvp = exact double backward (default, ~8 passes' cost), "
+        "central = finite differences with a runtime self-check (4 passes), forward = fastest, unchecked (2 passes)"
     )
     step_policy: Literal["relative", "absolute"] = Field(
-        "relative", description="finite-difference step: relative to ||theta||, or the absolute epsilon"
+        "relative", description="finite-difference step (central/forward): relative to ||theta||, or absolute epsilon"
     )
     epsilon: float = Field(1e-3, gt=0, description="absolute step (step_policy=absolute)")
     relative_step: float | None = Field(None, gt=0, description="step / ||theta||; None: per-dtype default")
+    self_check: bool = Field(
+        True, description="central/forward: also difference at h/2 (2x the perturbed passes), apply the mean and "
+        "report estimate_consistency; a step above 0.1 is flagged (docs/method.md)"
+    )
 
 
 class TrainSection(Strict):

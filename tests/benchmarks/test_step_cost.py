@@ -29,7 +29,7 @@ def step_cost():
 
 
 @pytest.mark.parametrize("extra", [[], ["--optimizer", "adamw8bit", "--difference", "central",
-                                        "--gradient-checkpointing"]])
+                                        "--gradient-checkpointing", "--no-self-check"]])
 def test_tiny_cpu_json(step_cost, capsys, extra):
     code = step_cost.main(["--model", "tiny", "--device", "cpu", "--batch", "2", "--seq", "32",
                            "--steps", "2", "--warmup", "1", "--threads", "1", "--json", *extra])
@@ -40,6 +40,8 @@ def test_tiny_cpu_json(step_cost, capsys, extra):
         assert key in result
     assert result["dtype"] == "float32" and result["device"].startswith("cpu")
     assert result["gradient_checkpointing"] == ("--gradient-checkpointing" in extra)
+    assert result["difference"] == ("central" if extra else "hvp")
+    assert result["self_check"] is ("--no-self-check" not in extra)
     for phase in ("sft", "seam"):
         assert result[phase]["step_s"] > 0 and result[phase]["peak_gib"] > 0
         assert result[phase]["tokens_per_s"] == pytest.approx(2 * 32 / result[phase]["step_s"])
@@ -52,3 +54,12 @@ def test_llama2_7b_shape_config(step_cost):
 
     model = step_cost.build_model("llama2-7b-shape", torch.bfloat16, torch.device("meta"))
     assert 6.7e9 < sum(p.numel() for p in model.parameters()) < 6.8e9
+
+
+def test_lens_only_compares_chunked_and_full(step_cost, capsys):
+    code = step_cost.main(["--model", "tiny", "--device", "cpu", "--batch", "2", "--seq", "32", "--lens-only",
+                           "--steps", "1", "--warmup", "0", "--threads", "1", "--prompt-fraction", "0.5", "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(result["ul_fwd_bwd_s"]) == {"chunked", "full"} and result["prompt_fraction"] == 0.5
+    assert result["speedup"] == pytest.approx(result["ul_fwd_bwd_s"]["full"] / result["ul_fwd_bwd_s"]["chunked"])

@@ -33,7 +33,7 @@ def test_default_policy_is_faithful(capsys, request, family, dtype, floor):
     assert report["cosine"] >= floor
     assert report["reference"] == "fp64-double-backward"
     assert report["dtype"] == {"bf16": "bfloat16", "fp32": "float32"}[dtype]
-    assert report["applied_cosine"] > 0.9 and report["step"] > 0 and report["parameters"] > 0
+    assert report["difference"] == "hvp" and report["step"] == 0 and report["parameters"] > 0
 
 
 def test_below_min_cosine_exits_3(capsys, tiny_llama_dir):
@@ -43,9 +43,9 @@ def test_below_min_cosine_exits_3(capsys, tiny_llama_dir):
 
 
 def test_absolute_reference_epsilon_is_far_worse_in_bf16(capsys, tiny_llama_dir):
-    _, relative = _json_run(capsys, tiny_llama_dir, "--dtype", "bf16")
-    code, absolute = _json_run(capsys, tiny_llama_dir, "--dtype", "bf16", "--policy", "absolute",
-                               "--epsilon", "1e-3", "--min-cosine", "0")
+    _, relative = _json_run(capsys, tiny_llama_dir, "--dtype", "bf16", "--difference", "forward")
+    code, absolute = _json_run(capsys, tiny_llama_dir, "--dtype", "bf16", "--difference", "forward",
+                               "--policy", "absolute", "--epsilon", "1e-3", "--min-cosine", "0")
     assert code == ExitCode.OK
     assert absolute["step"] == pytest.approx(1e-3)
     assert absolute["cosine"] < 0.6 < relative["cosine"]

@@ -4,8 +4,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seamharden.core.losses import (adversarial_losses, bounded_lens_loss, forward, kl_to_reference, lens_modules,
-                                   lm_loss, response_loss)
+from seamharden.core.losses import (
+    adversarial_losses,
+    bounded_lens_loss,
+    forward,
+    kl_to_reference,
+    lens_modules,
+    lm_loss,
+    response_loss,
+)
 from tests.core.helpers import ADV_TEXTS, make_batch, tiny
 
 
@@ -90,3 +97,24 @@ def test_kl_to_reference_is_zero_with_zero_gradient_at_the_reference():
     assert logits.grad.abs().max().item() < 1e-6
     # and it penalises sharpening: a more confident copy is farther away
     assert kl_to_reference(ref * 3, ref, labels).item() > 0.01
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "qwen2", "gpt_neox"])
+@pytest.mark.parametrize("chunk_rows", [3, 2048])
+def test_chunked_lens_equals_full_position_lens_value_and_gradient(family, chunk_rows):
+    from seamharden.core.losses import bounded_lens_loss_full
+
+    model = tiny(family).double()
+    params = [p for p in model.parameters() if p.requires_grad]
+    batch = make_batch(ADV_TEXTS)
+    new = bounded_lens_loss(model, forward(model, batch, hidden_states=True), batch["labels"], chunk_rows=chunk_rows)
+    g_new = torch.autograd.grad(new, params, allow_unused=True)
+    old = bounded_lens_loss_full(model, forward(model, batch, hidden_states=True), batch["labels"])
+    g_old = torch.autograd.grad(old, params, allow_unused=True)
+    # both upcast the fp64 logits through fp32 (response_loss's .float()), so fp32 tolerance
+    assert new.item() == pytest.approx(old.item(), rel=1e-7, abs=1e-7)
+    for a, b in zip(g_new, g_old, strict=True):
+        assert (a is None) == (b is None)
+        if b is not None:
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-7 * b.abs().max().item())
+
