@@ -8,6 +8,7 @@ made), ``checkpoints/`` and ``metrics.jsonl``; ``--resume`` continues from there
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,9 +61,30 @@ def run_smoke_test(base: str, out_dir: Path, recipe: Recipe, hardening: dict) ->
     return {"ran": True, "verdict": verdict.status}
 
 
-def hardening_summary(recipe: Recipe, outcome: loop.TrainOutcome) -> dict:
-    """What the run did, for run.json, the manifest and the report: steps and the utility budget."""
-    summary: dict = {"steps": outcome.steps_done, "anchor": recipe.utility.anchor}
+def estimator_summary(recipe: Recipe, metrics_path: Path) -> dict:
+    """The L_sd estimator used and its self-check over the run's steps (from ``metrics.jsonl``).
+
+    ``failed_steps`` counts steps whose ``estimate_consistency`` exceeds the threshold of
+    ``seamharden.core.estimator.consistency_passes`` (docs/method.md); NaN rows (exact ``hvp``,
+    an unchecked difference, beta 0) are not checked.
+    """
+    from seamharden.core.estimator import CONSISTENCY_THRESHOLD, consistency_passes
+
+    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line] if metrics_path.exists() else []
+    checked = [(r["step"], r["estimate_consistency"]) for r in rows
+               if consistency_passes(float(r.get("estimate_consistency", math.nan))) is not None]
+    failed = [step for step, value in checked if not consistency_passes(value)]
+    return {"difference": recipe.seam.difference, "self_check": recipe.seam.self_check,
+            "threshold": CONSISTENCY_THRESHOLD, "checked_steps": len(checked), "failed_steps": len(failed),
+            "first_failed_step": failed[0] if failed else None,
+            "worst_consistency": max((v for _, v in checked), default=None)}
+
+
+def hardening_summary(recipe: Recipe, outcome: loop.TrainOutcome, out_dir: Path) -> dict:
+    """What the run did, for run.json, the manifest and the report: steps, the estimator's self-check
+    and the utility budget."""
+    summary: dict = {"steps": outcome.steps_done, "anchor": recipe.utility.anchor,
+                     "estimator": estimator_summary(recipe, out_dir / loop.METRICS)}
     if recipe.utility.controller:
         summary |= {"kept_step": outcome.kept_step, "utility_metric": recipe.utility.metric,
                     "utility_start": outcome.val_start, "utility_tolerance": recipe.utility.tolerance}
@@ -268,7 +290,7 @@ def protect(
             return ProtectOutcome(out_dir, False, outcome.steps_done, None)
         stage("saving")
         save_hardened(model, loaded.tokenizer, recipe, out_dir)
-        hardening = hardening_summary(recipe, outcome)
+        hardening = hardening_summary(recipe, outcome, out_dir)
         _write_state(out_dir, {**run, "stage": "trained", "hardening": hardening})
         del model, loaded, data
     UtilityController.discard(out_dir)

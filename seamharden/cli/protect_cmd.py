@@ -125,6 +125,7 @@ def protect_command(model, output_dir, overrides, recipe_name, dry_run, resume, 
     """
     from rich.console import Console
 
+    from seamharden.core.estimator import CONSISTENCY_THRESHOLD, consistency_passes
     from seamharden.modeling import check_model_reference
     from seamharden.protect import default_output_dir, dry_run_plan, protect, run_smoke_test
     from seamharden.recipe.loading import load_recipe
@@ -140,13 +141,27 @@ def protect_command(model, output_dir, overrides, recipe_name, dry_run, resume, 
         _print_plan(Console(), recipe, dry_run_plan(model, recipe))
         return ExitCode.OK
 
+    seam, utility = recipe.seam, recipe.utility
+    estimator = seam.difference if seam.difference == "hvp" else (
+        f"{seam.difference} differences, {seam.step_policy} step, self-check {'on' if seam.self_check else 'off'}")
+    budget = (f", anchor {utility.anchor:g}" if utility.anchor else "") + (
+        f", utility controller every {utility.check_every} steps" if utility.controller else "")
     console.print(f"hardening {model} -> {out_dir} with recipe {recipe.name} "
-                  f"({recipe.train.steps} steps, beta {recipe.seam.beta}, {recipe.train.optimizer})")
+                  f"({recipe.train.steps} steps, beta {seam.beta}, {recipe.train.optimizer}, L_sd estimator "
+                  f"{estimator}{budget})")
+    warned: list[int] = []
     with _progress(console) as progress, _graceful_interrupt() as interrupts:
         task = progress.add_task("harden", total=recipe.train.steps, stats="loading")
 
         def on_step(record: dict) -> None:
             progress.update(task, completed=record["step"], stats=_stats_line(record))
+            value = float(record.get("estimate_consistency", float("nan")))
+            if not warned and consistency_passes(value) is False:
+                warned.append(record["step"])
+                progress.console.print(
+                    f"warning: the L_sd estimate failed its self-check at step {record['step']} (consistency "
+                    f"{value:.3g} > {CONSISTENCY_THRESHOLD:g}); try seam.difference=hvp or a smaller "
+                    "seam.relative_step (docs/method.md); the report counts every such step")
 
         def on_stage(name: str) -> None:
             interrupts.on_stage(name)
@@ -172,6 +187,10 @@ def protect_command(model, output_dir, overrides, recipe_name, dry_run, resume, 
     else:
         verdict = (outcome.smoke_test or {}).get("verdict") or "not run"
         click.echo(f"hardened model written to {out_dir} (smoke test: {verdict})")
+        est = (outcome.hardening or {}).get("estimator") or {}
+        if est.get("failed_steps"):
+            click.echo(f"warning: the L_sd estimate failed its self-check on {est['failed_steps']} of "
+                       f"{est['checked_steps']} steps (report.md, Hardening)")
         if "pushed" in summary:
             click.echo(f"published: {summary['pushed']}")
     return ExitCode.OK

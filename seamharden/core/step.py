@@ -51,8 +51,8 @@ class SeamConfig:
     @classmethod
     def from_section(cls, seam) -> SeamConfig:
         """From the recipe's validated ``seam`` section (seamharden.recipe.schema.SeamSection)."""
-        return cls(seam.alpha, seam.beta, seam.unlearn_loss, seam.difference, seam.step_policy, seam.epsilon,
-                   seam.relative_step, seam.self_check)
+        fields = cls.__dataclass_fields__
+        return cls(**{name: getattr(seam, name) for name in fields})
 
 
 @dataclass(frozen=True)

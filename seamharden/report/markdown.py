@@ -52,6 +52,18 @@ def hardening_section(hardening: dict | None, heading: str = "##") -> str:
     if not hardening:
         return ""
     lines = [f"- steps: {hardening['steps']}", f"- benign KL anchor weight at the start: {hardening['anchor']:g}"]
+    est = hardening.get("estimator")
+    if est:
+        if est["checked_steps"]:
+            check = (f"self-check at h and h/2 on {est['checked_steps']} steps, worst consistency "
+                     f"{est['worst_consistency']:.3g} (limit {est['threshold']:g})")
+        else:
+            check = "exact Hessian-vector products" if est["difference"] == "hvp" else "no self-check"
+        lines.append(f"- L_sd estimator: {est['difference']}; {check}")
+        if est["failed_steps"]:
+            lines.append(f"- **WARNING: the L_sd estimate failed its self-check on {est['failed_steps']} steps "
+                         f"(first: step {est['first_failed_step']})**; those steps may have followed a wrong "
+                         "self-destruction gradient (docs/method.md, self-check)")
     if hardening.get("kept_step") is not None:
         lines.append(f"- utility controller: kept the weights of step {hardening['kept_step']} (the last within "
                      f"budget: {hardening['utility_metric']} within {hardening['utility_tolerance']:g} of its start "

@@ -46,8 +46,7 @@ class TrainOutcome:
 
 def seam_config(recipe: Recipe) -> SeamConfig:
     """The core step's settings, taken from the recipe's ``seam`` section by field name."""
-    fields = set(SeamConfig.__dataclass_fields__)
-    return SeamConfig(**{k: v for k, v in recipe.seam.model_dump().items() if k in fields})
+    return SeamConfig.from_section(recipe.seam)
 
 
 def _read_metrics(path: Path, upto: int) -> list[str]:

@@ -131,3 +131,23 @@ def test_lora_anchor_uses_the_adapter_free_model_as_reference(tiny_llama_dir, tm
     rows = _rows(tmp_path / "lora")
     assert rows[0]["anchor_kl"] == pytest.approx(0.0, abs=1e-6)  # LoRA B starts at 0: model == reference
     assert rows[1]["anchor_kl"] > 0
+
+
+@pytest.mark.parametrize(("rho", "fails"), [(0.5, True), (1e-5, False)])
+def test_estimator_self_check_reaches_the_manifest_and_the_cli(tiny_llama_dir, tmp_path, rho, fails):
+    """A far too large finite-difference step fails the h / h/2 self-check; a small fp32 one passes."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    args = ["train.steps=2", "data.max_length=48", "seam.difference=forward", f"seam.relative_step={rho}",
+            "seam.self_check=true"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "seamharden", "protect", str(tiny_llama_dir), str(out), "--recipe",
+                           "tiny", "--no-smoke-test", *args], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    est = json.loads((out / "seamharden.json").read_text())["extra"]["estimator"]
+    assert est["difference"] == "forward" and est["checked_steps"] == 2
+    assert (est["failed_steps"] > 0) is fails
+    assert ("failed its self-check" in proc.stderr + proc.stdout) is fails
