@@ -1,4 +1,4 @@
-"""``benchmarks/smollm2_search.py`` on the tiny Llama: a split run (--stop-after, --resume) writes its lines and table."""
+"""``benchmarks/smollm2_search.py`` on the tiny Llama: a split run (--stop-after, --resume) writes lines, table."""
 
 from __future__ import annotations
 
