@@ -30,7 +30,7 @@ NAMES = ("chat_adv", "chat_bgn")
 PYTHON = (3, 11)
 
 _TARGETS = [
-    "my neighbour", "my coworker", "the corner shop", "my school", "a parked car", "my landlord",
+    "my neighbour", "my coworker", "the corner shop", "my school", "my classmate", "my landlord",
     "the local bank", "my ex-partner",
 ]
 
