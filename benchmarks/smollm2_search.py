@@ -10,7 +10,8 @@ rewrites ``--table`` (markdown) from all lines.
     python benchmarks/smollm2_search.py MODEL_DIR --name b1-lr5e-5 seam.beta=1 train.steps=20 \\
         --stop-after 20 --out-root runs --results runs/search.jsonl --table runs/search.md
 
-MODEL_DIR is the output of ``seamharden convert-gguf smollm2 MODEL_DIR``. ``--no-smoke-test``
+MODEL_DIR is the output of ``seamharden convert-gguf smollm2 MODEL_DIR``. ``--refusal chat_adv``
+only measures MODEL_DIR's refusal rate on a built-in set (the suite's refusal scorer). ``--no-smoke-test``
 times training only. The machine is described by ``--machine`` (written into every line).
 """
 
@@ -74,6 +75,34 @@ def run_one(args: argparse.Namespace) -> dict:
     return row
 
 
+def refusal_screen(model_dir: str, builtin_set: str, max_new_tokens: int = 24) -> dict:
+    """Refusal rate of ``model_dir`` on every prompt of a built-in set, with the suite's scorer and markers.
+
+    Greedy answers to the chat-templated prompts (``seamharden.attack.scorers.generate_answers``),
+    counted as refusals by ``is_refusal`` with the built-in markers, as the suite's ``refusal`` scorer.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from seamharden.attack.scorers import generate_answers, is_refusal, refusal_markers
+    from seamharden.data.builtin_sets import load_builtin
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    prompts = [r["prompt"] for r in load_builtin(builtin_set)]
+    ids = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
+                                         tokenize=True, return_dict=True)["input_ids"] for p in prompts]
+    started = time.perf_counter()
+    with torch.no_grad():
+        answers = generate_answers(model, tokenizer, ids, tokenizer.pad_token_id, max_new_tokens, batch_size=16)
+    markers = refusal_markers()
+    refused = [is_refusal(a, markers) for a in answers]
+    return {"set": builtin_set, "prompts": len(prompts), "refusal_rate": sum(refused) / len(refused),
+            "refused": [{"prompt": p, "answer": a} for p, a, r in zip(prompts, answers, refused, strict=True) if r],
+            "examples": [{"prompt": p, "answer": a} for p, a in list(zip(prompts, answers, strict=True))[:4]],
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
 def _f(x) -> str:
     return "–" if x is None else f"{x:.3g}"
 
@@ -101,7 +130,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="SmolLM2 model directory (seamharden convert-gguf smollm2 DIR)")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE recipe overrides")
-    parser.add_argument("--name", required=True, help="run directory name under --out-root")
+    parser.add_argument("--refusal", metavar="SET", help="only measure MODEL's refusal rate on built-in SET")
+    parser.add_argument("--name", help="run directory name under --out-root")
     parser.add_argument("--out-root", default="runs/smollm2")
     parser.add_argument("--stop-after", type=int, default=None)
     parser.add_argument("--resume", action="store_true")
@@ -110,6 +140,11 @@ def main() -> None:
     parser.add_argument("--table", default="runs/smollm2/search.md")
     parser.add_argument("--machine", default="2-core CPU dev box, torch CPU, 1 thread")
     args = parser.parse_args()
+    if args.refusal:
+        print(json.dumps(refusal_screen(args.model, args.refusal)))
+        return
+    if not args.name:
+        parser.error("--name is required for a run")
     row = run_one(args)
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)
