@@ -61,14 +61,15 @@ def run_one(args: argparse.Namespace) -> dict:
     recipe = load_recipe(RECIPE, args.overrides)
     out_dir = Path(args.out_root) / args.name
     seconds: list[float] = []
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     outcome = protect(args.model, out_dir, recipe, resume=args.resume, stop_after=args.stop_after,
                       smoke_test=None if args.no_smoke_test else run_smoke_test,
                       on_step=lambda r: seconds.append(r["seconds"]))
     row = {"name": args.name, "overrides": list(args.overrides), "recipe_hash": recipe_hash(recipe),
            "finished": outcome.finished, "steps_done": outcome.steps_done, "steps_this_call": len(seconds),
            "step_seconds_median": statistics.median(seconds) if seconds else None,
-           "wall_seconds": round(time.perf_counter() - started, 1), "machine": args.machine, "commit": _commit()}
+           "wall_seconds": round(time.perf_counter() - started, 1),
+           "cpu_seconds": round(time.process_time() - cpu_started, 1), "machine": args.machine, "commit": _commit()}
     if outcome.finished and (out_dir / "report.json").is_file():
         row |= attack_rows(out_dir / "report.json")
         row["hardening"] = outcome.hardening
