@@ -8,7 +8,7 @@ line to ``--results`` (steps done, step seconds, and once finished the report's 
 rewrites ``--table`` (markdown) from all lines.
 
     python benchmarks/smollm2_search.py MODEL_DIR --name b1-lr5e-5 seam.beta=1 train.steps=20 \\
-        --stop-after 20 --out-root runs --results runs/search.jsonl --table runs/search.md
+        --stop-after 20 --out-root out-smollm2
 
 MODEL_DIR is the output of ``seamharden convert-gguf smollm2 MODEL_DIR``. ``--refusal chat_adv``
 only measures MODEL_DIR's refusal rate on a built-in set (the suite's refusal scorer). ``--no-smoke-test``
@@ -133,12 +133,12 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE recipe overrides")
     parser.add_argument("--refusal", metavar="SET", help="only measure MODEL's refusal rate on built-in SET")
     parser.add_argument("--name", help="run directory name under --out-root")
-    parser.add_argument("--out-root", default="runs/smollm2")
+    parser.add_argument("--out-root", default="out-smollm2")
     parser.add_argument("--stop-after", type=int, default=None)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--no-smoke-test", action="store_true")
-    parser.add_argument("--results", default="runs/smollm2/search.jsonl")
-    parser.add_argument("--table", default="runs/smollm2/search.md")
+    parser.add_argument("--results", default="out-smollm2/search.jsonl")
+    parser.add_argument("--table", default="out-smollm2/search.md")
     parser.add_argument("--machine", default="2-core CPU dev box, torch CPU, 1 thread")
     args = parser.parse_args()
     if args.refusal:
