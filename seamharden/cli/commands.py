@@ -11,9 +11,9 @@ import functools
 
 import click
 
-from seamharden.cli import attack_cmd, demo_cmd, fidelity_cmd, protect_cmd, push_cmd, recipes_cmd
+from seamharden.cli import attack_cmd, convert_cmd, demo_cmd, fidelity_cmd, protect_cmd, push_cmd, recipes_cmd
 
-LOADS_MODELS = frozenset({"protect", "attack", "verify", "fidelity", "demo"})
+LOADS_MODELS = frozenset({"protect", "attack", "verify", "fidelity", "demo", "convert-gguf"})
 
 
 def quiet_transformers() -> None:
@@ -46,5 +46,6 @@ ALL = [
         *attack_cmd.commands,
         *push_cmd.commands,
         *demo_cmd.commands,
+        *convert_cmd.commands,
     )
 ]

@@ -8,7 +8,7 @@ from importlib.resources import files
 
 from seamharden.errors import UserError
 
-RECORD_SETS = ("adv", "bgn")
+RECORD_SETS = ("adv", "bgn", "chat_adv", "chat_bgn")  # chat_*: seamharden/data/chat_gen.py
 
 
 @cache
@@ -18,7 +18,7 @@ def _rows(name: str) -> tuple[dict, ...]:
 
 
 def load_builtin(name: str) -> list[dict]:
-    """Rows of the built-in prompt/response set ``name`` (``adv`` or ``bgn``), fresh copies."""
+    """Rows of the built-in prompt/response set ``name`` (one of ``RECORD_SETS``), fresh copies."""
     if name not in RECORD_SETS:
         raise UserError(f"unknown built-in data set {name!r}; choose from {', '.join(RECORD_SETS)}")
     return [dict(row) for row in _rows(name)]

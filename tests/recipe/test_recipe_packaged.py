@@ -3,7 +3,7 @@ import pytest
 from seamharden.recipe.loading import dump_recipe_yaml, list_recipes, load_recipe, recipe_path
 from seamharden.recipe.schema import Recipe
 
-EXPECTED = {"default", "llama2-7b-chat", "lora", "tiny", "toy"}
+EXPECTED = {"default", "llama2-7b-chat", "lora", "tiny", "toy", "smollm2-135m-cpu"}
 
 
 def test_all_expected_recipes_ship():
