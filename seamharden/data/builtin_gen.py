@@ -211,16 +211,26 @@ def mc_rows() -> list[dict]:
 _ROWS = {"adv": adv_rows, "bgn": bgn_rows, "refusals": refusal_rows, "mc": mc_rows}
 
 
+def render_rows(rows) -> str:
+    """JSONL text of ``rows``: one JSON object per line, UTF-8 (non-ASCII kept)."""
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
+def write_sets(render_one, names, directory: Path) -> None:
+    """(Re)write ``<name>.jsonl`` = ``render_one(name)`` for every name into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (directory / f"{name}.jsonl").write_text(render_one(name), encoding="utf-8")
+
+
 def render(name: str) -> str:
-    """The exact text of ``builtin/<name>.jsonl``: one JSON object per line, UTF-8."""
-    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in _ROWS[name]())
+    """The exact text of ``builtin/<name>.jsonl``."""
+    return render_rows(_ROWS[name]())
 
 
 def write_builtin(directory: Path = BUILTIN_DIR) -> None:
     """(Re)write every built-in set into ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for name in NAMES:
-        (directory / f"{name}.jsonl").write_text(render(name), encoding="utf-8")
+    write_sets(render, NAMES, directory)
 
 
 if __name__ == "__main__":

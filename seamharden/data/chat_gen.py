@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import json
 import re
 from pathlib import Path
 
-from seamharden.data.builtin_gen import _ADV_STEPS
+from seamharden.data.builtin_gen import _ADV_STEPS, render_rows, write_sets
 
 BUILTIN_DIR = Path(__file__).with_name("builtin")
 NAMES = ("chat_adv", "chat_bgn")
@@ -120,15 +119,13 @@ _ROWS = {"chat_adv": chat_adv_rows, "chat_bgn": chat_bgn_rows}
 
 
 def render(name: str) -> str:
-    """The exact text of ``builtin/<name>.jsonl``: one JSON object per line, UTF-8."""
-    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in _ROWS[name]())
+    """The exact text of ``builtin/<name>.jsonl``."""
+    return render_rows(_ROWS[name]())
 
 
 def write_chat_sets(directory: Path = BUILTIN_DIR) -> None:
     """(Re)write ``chat_adv`` and ``chat_bgn`` into ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for name in NAMES:
-        (directory / f"{name}.jsonl").write_text(render(name), encoding="utf-8")
+    write_sets(render, NAMES, directory)
 
 
 if __name__ == "__main__":
