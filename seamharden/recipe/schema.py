@@ -305,6 +305,14 @@ class Recipe(Strict):
         return self
 
     @model_validator(mode="after")
+    def _check_controller_runs(self) -> Recipe:
+        if self.utility.check_every > self.train.steps:
+            raise ValueError(f"utility.check_every ({self.utility.check_every}) exceeds train.steps "
+                             f"({self.train.steps}): the controller would never check and the run would end on "
+                             "the starting weights; lower it or set 0 (off)")
+        return self
+
+    @model_validator(mode="after")
     def _check_anchor_reference(self) -> Recipe:
         if self.utility.reference == "adapters_off" and self.model.lora is None:
             raise ValueError("utility.reference=adapters_off needs model.lora (there are no adapters to disable)")

@@ -151,3 +151,11 @@ def test_estimator_self_check_reaches_the_manifest_and_the_cli(tiny_llama_dir, t
     assert est["difference"] == "forward" and est["checked_steps"] == 2
     assert (est["failed_steps"] > 0) is fails
     assert ("failed its self-check" in proc.stderr + proc.stdout) is fails
+
+
+def test_a_controller_that_would_never_check_is_refused_before_loading():
+    from seamharden.errors import UserError
+
+    with pytest.raises(UserError, match=r"utility.check_every \(10\) exceeds train.steps \(6\)"):
+        load_recipe("toy", ["train.steps=6"])
+    assert load_recipe("toy", ["train.steps=6", "utility.check_every=0"]).utility.check_every == 0
