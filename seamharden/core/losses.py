@@ -140,12 +140,21 @@ class _LensCrossEntropy(torch.autograd.Function):
         return gz, gw, gb, None, None
 
 
+def lens_layers(n_layers: int, stride: int = 1) -> list[int]:
+    """Indices into ``hidden_states`` (1 = first layer's output) the bounded lens reads:
+    every ``stride``-th layer, always including the last (``n_layers``)."""
+    return [layer for layer in range(1, n_layers + 1) if layer % stride == 0 or layer == n_layers]
+
+
 def bounded_lens_loss(model: nn.Module, outputs, labels: torch.Tensor,
-                      chunk_rows: int = LENS_CHUNK_ROWS) -> torch.Tensor:
+                      chunk_rows: int = LENS_CHUNK_ROWS, stride: int = 1) -> torch.Tensor:
     """-log(1 + mean over layers l of CE(lm_head(norm(h_l)), labels)).
 
     ``outputs`` must carry ``hidden_states`` (embeddings, then one entry per layer; the
     last entry is already normalised by the model, so its logits are ``outputs.logits``).
+    ``stride`` k > 1 reads only every k-th layer and the last (``lens_layers``): the lens
+    costs about (layers / k) x 2 x [labelled tokens x hidden x vocab] multiply-adds, which at
+    a 49k vocabulary and 30 layers is several times the model's own forward.
     The intermediate layers' lens is evaluated only at the labelled positions, in chunks
     of ``chunk_rows`` rows with the gradient formed in the same sweep (``_LensCrossEntropy``):
     no [B, T, V] logits per layer, no recompute. Heads that are not a plain ``nn.Linear``
@@ -153,7 +162,8 @@ def bounded_lens_loss(model: nn.Module, outputs, labels: torch.Tensor,
     ascent cannot diverge.
     """
     final_norm, head = lens_modules(model)
-    inner = outputs.hidden_states[1:-1]
+    n_layers = len(outputs.hidden_states) - 1
+    inner = [outputs.hidden_states[i] for i in lens_layers(n_layers, stride)[:-1]]
     last = response_loss(outputs.logits, labels)
     if not inner:
         return -torch.log1p(last)
@@ -183,16 +193,17 @@ def bounded_lens_loss_full(model: nn.Module, outputs, labels: torch.Tensor) -> t
 
 
 def adversarial_losses(
-    model: nn.Module, batch: dict[str, torch.Tensor], variant: UnlearnVariant
+    model: nn.Module, batch: dict[str, torch.Tensor], variant: UnlearnVariant, lens_stride: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(SFT loss on D_adv, L_ul) from one forward pass over the adversarial batch.
 
-    ``ascent``: L_ul = -SFT loss. ``bounded_lens``: the multi-layer logit-lens loss.
+    ``ascent``: L_ul = -SFT loss. ``bounded_lens``: the multi-layer logit-lens loss over
+    every ``lens_stride``-th layer and the last.
     """
     outputs = forward(model, batch, hidden_states=variant == "bounded_lens")
     sft = response_loss(outputs.logits, batch["labels"])
     if variant == "ascent":
         return sft, -sft
     if variant == "bounded_lens":
-        return sft, bounded_lens_loss(model, outputs, batch["labels"])
+        return sft, bounded_lens_loss(model, outputs, batch["labels"], stride=lens_stride)
     raise ValueError(f"unknown unlearning variant {variant!r}")

@@ -43,6 +43,7 @@ class SeamConfig:
     epsilon: float = 1e-3
     relative_step: float | None = None
     self_check: bool = True
+    lens_stride: int = 1
 
     @property
     def policy(self) -> StepPolicy:
@@ -119,7 +120,7 @@ def seam_step(
     seed_a, seed_b, seed_up = _draw_seed(), _draw_seed(), _draw_seed()
 
     with replay_rng(seed_a):
-        loss_adv, loss_ul = adversarial_losses(model, adv, cfg.unlearn_loss)
+        loss_adv, loss_ul = adversarial_losses(model, adv, cfg.unlearn_loss, cfg.lens_stride)
     if cfg.unlearn_loss == "ascent":
         g_a = list(torch.autograd.grad(loss_adv, params))
         gradvec.accumulate_into_grads(params, g_a, -grad_scale)

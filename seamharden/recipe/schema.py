@@ -99,6 +99,10 @@ class SeamSection(Strict):
     unlearn_loss: Literal["bounded_lens", "ascent"] = Field(
         "bounded_lens", description="L_ul: bounded multi-layer logit-lens loss, or plain gradient ascent"
     )
+    lens_stride: int = Field(
+        1, ge=1, description="bounded_lens: read every k-th layer and the last (1 = all layers, as the paper; "
+        "larger k makes the lens k times cheaper, which dominates a step at a large vocabulary)"
+    )
     difference: Literal["hvp", "central", "forward"] = Field(
         "hvp", description="Hessian-vector products: hvp = exact double backward (default, ~8 passes' cost), "
         "central = finite differences with a runtime self-check (4 passes), forward = fastest, unchecked (2 passes)"

@@ -118,3 +118,38 @@ def test_chunked_lens_equals_full_position_lens_value_and_gradient(family, chunk
         if b is not None:
             assert torch.allclose(a, b, rtol=1e-5, atol=1e-7 * b.abs().max().item())
 
+
+
+def test_lens_layers_keep_every_kth_and_the_last():
+    from seamharden.core.losses import lens_layers
+
+    assert lens_layers(4) == [1, 2, 3, 4]
+    assert lens_layers(30, 6) == [6, 12, 18, 24, 30]
+    assert lens_layers(7, 3) == [3, 6, 7]
+    assert lens_layers(2, 5) == [2]
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt_neox"])
+def test_strided_lens_value_and_gradient_equal_autograd_over_the_chosen_layers(family):
+    from seamharden.core.losses import lens_layers
+
+    model = tiny(family, num_hidden_layers=5).double()
+    params = [p for p in model.parameters() if p.requires_grad]
+    batch = make_batch(ADV_TEXTS)
+    out = forward(model, batch, hidden_states=True)
+    n_layers = len(out.hidden_states) - 1
+    chosen = lens_layers(n_layers, 2)
+    norm, head = lens_modules(model)
+    ces = [response_loss(head(norm(out.hidden_states[i])), batch["labels"]) for i in chosen[:-1]]
+    ces.append(response_loss(out.logits, batch["labels"]))
+    expected = -torch.log1p(torch.stack(ces).mean())
+    got = bounded_lens_loss(model, out, batch["labels"], chunk_rows=3, stride=2)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-7)
+    g_exp = torch.autograd.grad(expected, params, retain_graph=True, allow_unused=True)
+    g_got = torch.autograd.grad(got, params, allow_unused=True)
+    for a, b in zip(g_got, g_exp, strict=True):
+        if b is not None:
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-7 * b.abs().max().item())
+    # and the stride really drops layers (the full lens differs on a model with >2 layers)
+    if n_layers > 2:
+        assert bounded_lens_loss(model, out, batch["labels"]).item() != pytest.approx(got.item(), rel=1e-9)
