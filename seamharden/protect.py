@@ -45,20 +45,41 @@ class ProtectOutcome:
     hardening: dict | None = None
 
 
-def run_smoke_test(base: str, out_dir: Path, recipe: Recipe, hardening: dict) -> dict:
+def run_smoke_test(base: str, out_dir: Path, recipe: Recipe, hardening: dict, base_results=None) -> dict:
     """The default smoke test: the recipe's attack suite on base and hardened, the report into ``out_dir``.
 
     The hardening summary (steps, the kept step of the utility controller) goes into
-    report.json's ``results.extra.hardening``. Returns the manifest's smoke-test summary.
+    report.json's ``results.extra.hardening``. ``base_results`` (a ``SuiteResult`` checked by
+    ``load_base_results``) stands in for attacking the base again. Returns the manifest's
+    smoke-test summary.
     """
     from seamharden.attack.suite import run_suite
     from seamharden.report import write_report
 
-    result, verdict = run_suite(base, str(out_dir), recipe)
+    result, verdict = run_suite(base, str(out_dir), recipe, base_results=base_results)
     result.extra["hardening"] = dict(hardening)
     write_report(result, verdict, out_dir, title=f"{out_dir.name}: SEAM robustness report",
                  base_model=base, recipe_name=recipe.name)
     return {"ran": True, "verdict": verdict.status}
+
+
+def load_base_results(path: str | Path, recipe: Recipe):
+    """The base side of an earlier ``report.json`` (from ``protect`` or ``seamharden attack``), checked
+    against ``recipe``'s grid, data and evaluation settings before any model loads (UserError if not)."""
+    from pydantic import ValidationError
+
+    from seamharden.attack.evalset import EvalSettings
+    from seamharden.attack.grid import attack_grid
+    from seamharden.attack.suite import reused_base_side, suite_data
+    from seamharden.report.json_io import load_report
+
+    try:
+        previous = load_report(path).results
+    except (OSError, ValueError, ValidationError) as exc:
+        raise UserError(f"cannot read base results {Path(path).name}: {type(exc).__name__}") from exc
+    reused_base_side(previous, attack_grid(recipe.attack), suite_data(recipe),
+                     EvalSettings.from_section(recipe.attack), gradients=True)
+    return previous
 
 
 def estimator_summary(recipe: Recipe, metrics_path: Path) -> dict:

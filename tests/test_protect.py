@@ -133,6 +133,12 @@ def test_protect_with_smoke_test_then_verify(tiny_llama_dir, tmp_path):
     report = load_report(out)
     assert report.verdict.status == status
     assert {r.model for r in report.results.runs} == {"base", "hardened"}
+
+    # its base side can stand in for a later run of the same grid; a different grid is refused before loading
+    proc = _cli("protect", str(tiny_llama_dir), str(tmp_path / "again"), "--recipe", "tiny", "train.steps=4",
+                "attack.eval_samples=3", "--base-results", str(out))
+    assert proc.returncode == 2 and "cannot stand in" in proc.stderr and "evaluation settings" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "again").exists()
     for png in (out / "plots").glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert verify_files(out, manifest) == []

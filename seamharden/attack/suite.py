@@ -14,6 +14,7 @@ run). The runner prints nothing; ``progress(description, done, total)`` reports 
 from __future__ import annotations
 
 import gc
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -24,7 +25,7 @@ from seamharden.attack.evalset import EvalSettings, Judge, prepare_eval
 from seamharden.attack.finetune import ATTACK_DEFAULTS, AttackData, attack_steps, run_attack
 from seamharden.attack.gradients import gradient_vectors
 from seamharden.attack.grid import attack_grid
-from seamharden.attack.results import AttackRun, GradientSample, ModelKind, SuiteResult, attack_label
+from seamharden.attack.results import AttackRun, GradientSample, ModelKind, SuiteResult, attack_label, config_key
 from seamharden.attack.scorers import load_judge
 from seamharden.attack.verdict import Verdict, verdict
 from seamharden.data import encode_example, fingerprint, load_records, pad_id, resolve_template, split_heldout
@@ -173,29 +174,61 @@ def run_attacks(model_ref: str, recipe: Recipe, *, kind: ModelKind = "base", dev
 
 def run_suite(base: str, hardened: str, recipe: Recipe, *, device: torch.device | None = None,
               progress: Progress | None = None, eval_settings: EvalSettings | None = None,
-              gradients: bool = True, data: SuiteData | None = None) -> tuple[SuiteResult, Verdict]:
+              gradients: bool = True, data: SuiteData | None = None,
+              base_results: SuiteResult | None = None) -> tuple[SuiteResult, Verdict]:
     """Attack ``base`` and ``hardened`` with the recipe's grid (per seed), sample gradients, decide.
 
     ``base`` / ``hardened``: Hub ids or local model directories, loaded with ``recipe.model``.
     ``eval_settings`` defaults to ``EvalSettings.from_section(recipe.attack)``. ``data``: the
     attacker's records and the evaluation sets; None: ``suite_data(recipe)`` (the recipe's
-    held-out split). Returns the results (``SuiteResult``) and ``verdict(result, recipe.attack.criteria)``.
+    held-out split). ``base_results``: an earlier suite's result holding the base's runs of this
+    very grid, data and evaluation settings (``reused_base_side`` checks; attacks are seeded, so
+    the runs would come out the same): they are taken instead of attacking the base again.
+    Returns the results (``SuiteResult``) and ``verdict(result, recipe.attack.criteria)``.
     """
     device = device or default_device()
     configs = attack_grid(recipe.attack)
     settings = _settings(recipe, eval_settings)
     data = data if data is not None else suite_data(recipe)
     judge = _judge(settings, device)
-    ticker = _Ticker(progress, 2 * _units(configs, gradients))
     runs, samples, seconds = [], [], {}
-    for kind, ref in (("base", base), ("hardened", hardened)):
+    models = [("base", base), ("hardened", hardened)]
+    if base_results is not None:
+        runs, samples = reused_base_side(base_results, configs, data, settings, gradients)
+        seconds["base"], models = 0.0, models[1:]
+    ticker = _Ticker(progress, len(models) * _units(configs, gradients))
+    for kind, ref in models:
         r, s, seconds[kind] = _attack_one_model(ref, kind, recipe, configs, data, settings, judge, device,
                                                 ticker, gradients)
         runs += r
         samples += s
+    extra = _extra(device, data, settings, seconds) | ({"base_results_reused": True} if base_results else {})
     result = SuiteResult(base_model=base, hardened_model=hardened, budget=recipe.attack.budget, runs=runs,
-                         gradients=samples, extra=_extra(device, data, settings, seconds))
+                         gradients=samples, extra=extra)
     return result, verdict(result, recipe.attack.criteria)
+
+
+def reused_base_side(previous: SuiteResult, configs: list[AttackConfig], data: SuiteData,
+                     settings: EvalSettings, gradients: bool) -> tuple[list[AttackRun], list[GradientSample]]:
+    """The base's runs (in ``configs`` order) and gradient samples of ``previous``, if it measured the
+    same experiment: every config of the grid, the same data fingerprints and evaluation settings.
+
+    Raises ``UserError`` listing every mismatch. The base model itself is the caller's word (a
+    report names it but does not fingerprint its weights).
+    """
+    found = {config_key(r.config): r for r in previous.runs_of("base")}
+    problems = [f"no base run for {attack_label(c)}" for c in configs if config_key(c) not in found]
+    before = previous.extra.get("data_fingerprints")
+    if before != data.fingerprints():
+        problems.append("its attack / evaluation data differ (data fingerprints)")
+    if json.loads(json.dumps(previous.extra.get("eval_settings"))) != json.loads(json.dumps(asdict(settings))):
+        problems.append("its evaluation settings differ (attack.eval_samples, scorers, generation)")
+    base_samples = [g for g in previous.gradients if g.model == "base"]
+    if gradients and not base_samples:
+        problems.append("it has no gradient samples of the base")
+    if problems:
+        raise UserError("the base results cannot stand in for this suite: " + "; ".join(problems))
+    return [found[config_key(c)] for c in configs], base_samples if gradients else []
 
 
 def _extra(device: torch.device, data: SuiteData, settings: EvalSettings, seconds: dict[str, float]) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 import signal
@@ -108,6 +109,9 @@ def _graceful_interrupt():
 @click.option("--resume", is_flag=True, help="Continue an unfinished run in OUTPUT_DIR from its last checkpoint.")
 @click.option("--no-smoke-test", is_flag=True,
               help="Skip the attack smoke test (the model cannot be pushed without --force).")
+@click.option("--base-results", type=click.Path(exists=True), metavar="REPORT",
+              help="report.json (or its directory) of an earlier smoke test or `seamharden attack` of the same base "
+                   "with this recipe's attack grid and data: reuse its base runs instead of attacking the base again.")
 @click.option("--stop-after", type=click.IntRange(min=1), help="Run at most this many steps now, checkpoint, and exit.")
 @click.option("--push-to", metavar="ORG/NAME", help="Publish the finished directory to this Hub repo.")
 @click.option("--private", is_flag=True, help="Create the Hub repo as private.")
@@ -116,7 +120,8 @@ def _graceful_interrupt():
 @click.option("--force", is_flag=True, help="Push even though the smoke test failed or did not run.")
 @click.option("--endpoint", help="Hub endpoint (default: huggingface_hub's configured one).")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
-def protect_command(model, output_dir, overrides, recipe_name, dry_run, resume, no_smoke_test, stop_after,
+def protect_command(model, output_dir, overrides, recipe_name, dry_run, resume, no_smoke_test, base_results,
+                    stop_after,
                     push_to, private, revision, commit_message, force, endpoint, as_json) -> int:
     """Harden MODEL (Hub id or local directory) into OUTPUT_DIR with SEAM.
 
@@ -127,7 +132,7 @@ def protect_command(model, output_dir, overrides, recipe_name, dry_run, resume, 
 
     from seamharden.core.estimator import CONSISTENCY_THRESHOLD, consistency_passes
     from seamharden.modeling import check_model_reference
-    from seamharden.protect import default_output_dir, dry_run_plan, protect, run_smoke_test
+    from seamharden.protect import default_output_dir, dry_run_plan, load_base_results, protect, run_smoke_test
     from seamharden.recipe.loading import load_recipe
 
     if output_dir is not None and "=" in str(output_dir):
@@ -135,6 +140,9 @@ def protect_command(model, output_dir, overrides, recipe_name, dry_run, resume, 
     recipe = load_recipe(recipe_name, overrides)
     check_model_reference(model)
     push_target = _check_push_target(push_to, endpoint) if push_to else None
+    smoke_test = None if no_smoke_test else run_smoke_test
+    if base_results and smoke_test:
+        smoke_test = functools.partial(run_smoke_test, base_results=load_base_results(base_results, recipe))
     out_dir = output_dir or default_output_dir(model)
     console = Console(stderr=True)
     if dry_run:
@@ -169,7 +177,7 @@ def protect_command(model, output_dir, overrides, recipe_name, dry_run, resume, 
                 progress.update(task, stats=name)
 
         outcome = protect(model, out_dir, recipe, resume=resume, stop_after=stop_after,
-                          smoke_test=None if no_smoke_test else run_smoke_test, on_step=on_step,
+                          smoke_test=smoke_test, on_step=on_step,
                           should_stop=interrupts.should_stop, on_stage=on_stage)
     summary = {"output_dir": str(outcome.out_dir), "finished": outcome.finished, "steps": outcome.steps_done,
                "smoke_test": outcome.smoke_test}

@@ -158,3 +158,28 @@ def test_caller_data_and_per_attack_eval_every(tiny_llama_dir):
     assert result.extra["records"] == {"attack_adv": 6, "attack_bgn": 2, "eval_adv": 3, "eval_bgn": 2,
                                        "generate_adv": 3, "generate_bgn": 2}
     assert result.extra["eval_settings"]["benign_scorer"] == "exact_match"
+
+
+def test_reused_base_results_give_the_same_suite_and_mismatches_are_refused(tiny_llama_dir, tmp_path):
+    """A real attack on the hardened side, the base side taken from an earlier result (seeded runs
+    are reproducible, so the reused suite equals a fresh one); a different grid or data is refused."""
+    from seamharden.attack.suite import reused_base_side
+    from seamharden.errors import UserError
+
+    recipe = _recipe(lr=1e-2, steps=4)
+    fresh, fresh_verdict = run_suite(str(tiny_llama_dir), str(tiny_llama_dir), recipe, eval_settings=SMALL_EVAL)
+    done = []
+    reused, reused_verdict = run_suite(str(tiny_llama_dir), str(tiny_llama_dir), recipe, eval_settings=SMALL_EVAL,
+                                       base_results=fresh, progress=lambda d, n, total: done.append((n, total)))
+    assert reused.runs == fresh.runs and reused.gradients == fresh.gradients
+    assert reused_verdict.status == fresh_verdict.status and reused.extra["base_results_reused"] is True
+    assert done[-1][0] == done[-1][1] == 4 + 8          # only the hardened side was attacked (4 steps, 8 gradient batches)
+
+    other = _recipe(lr=2e-2, steps=4)
+    data = suite_data(recipe)
+    data.eval_adv = data.eval_adv[:-1]
+    with pytest.raises(UserError) as err:
+        reused_base_side(fresh, [*_recipe(lr=2e-2).attack.attacks], data, SMALL_EVAL, gradients=True)
+    assert "no base run for full/adamw lr=2e-02" in str(err.value) and "data fingerprints" in str(err.value)
+    with pytest.raises(UserError, match="evaluation settings"):
+        run_suite(str(tiny_llama_dir), str(tiny_llama_dir), other, base_results=fresh)
