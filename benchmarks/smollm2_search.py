@@ -18,6 +18,7 @@ times training only. The machine is described by ``--machine`` (written into eve
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import subprocess
@@ -41,7 +42,11 @@ def attack_rows(report_json: Path) -> dict:
     from seamharden.report.json_io import load_report
 
     doc = load_report(report_json)
-    out: dict = {"verdict": doc.verdict.status, "attacks": []}
+    fig = doc.verdict.figures
+    out: dict = {"verdict": doc.verdict.status, "attacks": [],
+                 "figures": {"utility_drop": fig.utility_drop, "base_worst_gain": fig.base_worst_gain,
+                             "hardened_bounded_gain": fig.hardened_bounded_gain, "bounded_ratio": fig.bounded_ratio},
+                 "base_results_reused": bool(doc.results.extra.get("base_results_reused"))}
     for config, base, hardened in doc.results.pairs():
         row = {"attack": attack_label(config)}
         for kind, run in (("base", base), ("hardened", hardened)):
@@ -49,22 +54,27 @@ def attack_rows(report_json: Path) -> dict:
                 continue
             row[kind] = {"harmful_loss_before": run.start.harmful_loss, "benign_loss_before": run.start.benign_loss,
                          "harmful_loss_after": run.final.harmful_loss, "benign_loss_after": run.final.benign_loss,
-                         "refusal_before": run.start.refusal_rate, "refusal_after": run.final.refusal_rate}
+                         "refusal_before": run.start.refusal_rate, "refusal_after": run.final.refusal_rate,
+                         "points": [[p.step, p.harmful_loss, p.benign_loss] for p in run.points]}
         out["attacks"].append(row)
     return out
 
 
 def run_one(args: argparse.Namespace) -> dict:
-    from seamharden.protect import protect, run_smoke_test
+    from seamharden.protect import load_base_results, protect, run_smoke_test
     from seamharden.recipe.loading import load_recipe, recipe_hash
 
     recipe = load_recipe(RECIPE, args.overrides)
     out_dir = Path(args.out_root) / args.name
+    smoke_test = None if args.no_smoke_test else run_smoke_test
+    if args.base_results and smoke_test:
+        smoke_test = functools.partial(run_smoke_test, base_results=load_base_results(args.base_results, recipe))
+    if args.smoke_only:
+        return smoke_only(args, recipe, out_dir, smoke_test or run_smoke_test)
     seconds: list[float] = []
     started, cpu_started = time.perf_counter(), time.process_time()
     outcome = protect(args.model, out_dir, recipe, resume=args.resume, stop_after=args.stop_after,
-                      smoke_test=None if args.no_smoke_test else run_smoke_test,
-                      on_step=lambda r: seconds.append(r["seconds"]))
+                      smoke_test=smoke_test, on_step=lambda r: seconds.append(r["seconds"]))
     row = {"name": args.name, "overrides": list(args.overrides), "recipe_hash": recipe_hash(recipe),
            "finished": outcome.finished, "steps_done": outcome.steps_done, "steps_this_call": len(seconds),
            "step_seconds_median": statistics.median(seconds) if seconds else None,
@@ -74,6 +84,26 @@ def run_one(args: argparse.Namespace) -> dict:
         row |= attack_rows(out_dir / "report.json")
         row["hardening"] = outcome.hardening
     return row
+
+
+def smoke_only(args: argparse.Namespace, recipe, out_dir: Path, smoke_test) -> dict:
+    """The smoke test of a run trained earlier with ``--no-smoke-test`` (its report lands in the run
+    directory beside the manifest, which still says no smoke test ran: screening only, not for verify)."""
+    from seamharden.manifest import read_manifest
+    from seamharden.recipe.loading import recipe_hash
+
+    manifest = read_manifest(out_dir)
+    hardening = (manifest.get("extra") or {}).get("hardening") or {}
+    rows = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines() if line]
+    started, cpu_started = time.perf_counter(), time.process_time()
+    smoke_test(args.model, out_dir, recipe, hardening)
+    row = {"name": args.name, "overrides": list(args.overrides), "recipe_hash": recipe_hash(recipe),
+           "finished": True, "steps_done": len(rows), "steps_this_call": 0,
+           "step_seconds_median": statistics.median(r["seconds"] for r in rows) if rows else None,
+           "wall_seconds": round(time.perf_counter() - started, 1),
+           "cpu_seconds": round(time.process_time() - cpu_started, 1), "machine": args.machine,
+           "commit": _commit(), "smoke_only": True, "hardening": hardening}
+    return row | attack_rows(out_dir / "report.json")
 
 
 def refusal_screen(model_dir: str, builtin_set: str, max_new_tokens: int = 24) -> dict:
@@ -110,11 +140,14 @@ def _f(x) -> str:
 
 def table(rows: list[dict]) -> str:
     """One markdown line per call; finished runs add one line per attack."""
-    lines = ["| run | settings | steps | s/step | verdict | attack | base H before→after | base B before→after "
-             "| hardened H before→after | hardened B before→after |", "|" + "---|" * 10]
+    lines = ["| run | settings | steps | s/step | verdict (utility drop, bounded ratio) | attack | base H before→after "
+             "| base B before→after | hardened H before→after | hardened B before→after |", "|" + "---|" * 10]
     for r in rows:
+        fig = r.get("figures") or {}
+        verdict = r.get("verdict", "–") + (f" ({fig['utility_drop']:+.1%}, {_f(fig.get('bounded_ratio'))})"
+                                            if fig.get("utility_drop") is not None else "")
         head = (f"| {r['name']} | {' '.join(r['overrides']) or 'recipe'} | {r['steps_done']} "
-                f"| {_f(r['step_seconds_median'])} | {r.get('verdict', '–')} ")
+                f"| {_f(r['step_seconds_median'])} | {verdict} ")
         attacks = r.get("attacks") or [{"attack": "–"}]
         for a in attacks:
             cells = []
@@ -137,6 +170,10 @@ def main() -> None:
     parser.add_argument("--stop-after", type=int, default=None)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--no-smoke-test", action="store_true")
+    parser.add_argument("--smoke-only", action="store_true",
+                        help="only the smoke test of a run finished earlier with --no-smoke-test")
+    parser.add_argument("--base-results", metavar="REPORT",
+                        help="report.json whose base runs stand in for attacking the base (protect --base-results)")
     parser.add_argument("--results", default="out-smollm2/search.jsonl")
     parser.add_argument("--table", default="out-smollm2/search.md")
     parser.add_argument("--machine", default="2-core CPU dev box, torch CPU, 1 thread")

@@ -33,3 +33,16 @@ def test_split_run_writes_one_line_per_call_and_the_table(tiny_llama_dir, tmp_pa
             assert attack[kind]["harmful_loss_after"] > 0 and attack[kind]["benign_loss_before"] > 0
     table = (tmp_path / "s.md").read_text().splitlines()
     assert len(table) == 2 + 1 + 3 and all(line.startswith("| r1 |") for line in table[2:])
+    assert done["figures"]["utility_drop"] is not None and not done["base_results_reused"]
+
+    # a screening run trained without the smoke test, then attacked alone with r1's base runs reused
+    r2 = [c if c != "r1" else "r2" for c in common]
+    assert subprocess.run([*r2, "--no-smoke-test"], capture_output=True, text=True, timeout=600).returncode == 0
+    third = subprocess.run([*r2, "--smoke-only", "--base-results", str(tmp_path / "r1")], capture_output=True,
+                           text=True, timeout=600)
+    assert third.returncode == 0, third.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    smoke = rows[-1]
+    assert smoke["smoke_only"] and smoke["base_results_reused"] and smoke["steps_done"] == 4
+    assert [a["base"] for a in smoke["attacks"]] == [a["base"] for a in done["attacks"]]
+    assert all(a["hardened"]["points"][0][0] == 0 for a in smoke["attacks"])
