@@ -173,7 +173,7 @@ def test_reused_base_results_give_the_same_suite_and_mismatches_are_refused(tiny
                                        base_results=fresh, progress=lambda d, n, total: done.append((n, total)))
     assert reused.runs == fresh.runs and reused.gradients == fresh.gradients
     assert reused_verdict.status == fresh_verdict.status and reused.extra["base_results_reused"] is True
-    assert done[-1][0] == done[-1][1] == 4 + 8          # only the hardened side was attacked (4 steps, 8 gradient batches)
+    assert done[-1][0] == done[-1][1] == 4 + 8  # only the hardened side: 4 steps, 8 gradient batches
 
     other = _recipe(lr=2e-2, steps=4)
     data = suite_data(recipe)
