@@ -104,8 +104,8 @@ class _Lines:
 
     def attack(self, description: str, done: int, total: int) -> None:
         name, _, step = description.partition(", step ")
-        finished = step.split(",")[0] in {f"{n}/{n}" for n in [step.split("/")[0]]}
-        if name != self.last_attack or finished:
+        done_steps, _, steps = step.split(",")[0].partition("/")
+        if name != self.last_attack or (steps and done_steps == steps):
             self.last_attack = name
             self.print(f"smoke test {done}/{total}: {description}")
 
@@ -263,9 +263,8 @@ def protect_command(model, output_dir, overrides, recipe_name, dry_run, resume, 
         f", utility controller every {utility.check_every} steps" if utility.controller else "")
     total = recipe.train.steps
     view = _Bar(Console(stderr=True), total) if sys.stderr.isatty() else _Lines(total)
-    view.print(f"hardening {model} -> {out_dir} with recipe {recipe.name} "
-               f"({total} steps, beta {seam.beta}, {recipe.train.optimizer}, L_sd estimator "
-               f"{estimator}{budget})")
+    header = [f"hardening {model} -> {out_dir} with recipe {recipe.name} ({total} steps, beta {seam.beta}, "
+              f"{recipe.train.optimizer}, L_sd estimator {estimator}{budget})"]
     warned: list[int] = []
     with view, _graceful_interrupt() as interrupts:
         smoke_test = None if no_smoke_test else functools.partial(run_smoke_test, base_results=reused,
@@ -282,6 +281,8 @@ def protect_command(model, output_dir, overrides, recipe_name, dry_run, resume, 
                     "seam.relative_step (docs/method.md); the report counts every such step")
 
         def on_stage(name: str) -> None:
+            if header:  # once every check before loading has passed (they end in one line alone)
+                view.print(header.pop())
             interrupts.on_stage(name)
             view.stage(name)
 
