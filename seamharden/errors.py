@@ -4,7 +4,7 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """Process exit codes; CI jobs branch on these."""
+    """Process exit codes; CI jobs branch on these. 130 / 143: SIGINT / SIGTERM (128 + the signal)."""
 
     OK = 0
     INTERNAL = 1
@@ -13,6 +13,7 @@ class ExitCode(IntEnum):
     INCONCLUSIVE = 4
     DIVERGED = 5
     INTERRUPTED = 130
+    TERMINATED = 143
 
 
 class UserError(Exception):

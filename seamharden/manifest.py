@@ -25,6 +25,13 @@ _SKIPPED_DIRS = {".git", ".cache"}
 _TMP_PREFIX = f".{MANIFEST}."
 
 
+def file_mode() -> int:
+    """The mode a plain ``open(..., "w")`` would give a new file: 0o666 less the process umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def sha256_file(path: str | Path) -> str:
     """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
     digest = hashlib.sha256()
@@ -89,6 +96,7 @@ def save_manifest(out_dir: str | Path, manifest: dict) -> dict:
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, file_mode())  # mkstemp makes it 0600; the manifest is as public as the files it lists
         os.replace(tmp, out_dir / MANIFEST)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

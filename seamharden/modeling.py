@@ -6,6 +6,7 @@ that is missing, gated or unreachable is a ``UserError`` (one line, exit code 2)
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,18 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from seamharden.errors import UserError
 from seamharden.recipe.schema import ModelSection
+
+
+class _NoKernelsCommunityWarning(logging.Filter):
+    """Drops bitsandbytes' "Failed to load CPU gemm_4bit_forward from kernels-community" warning, printed on
+    every import on a CPU with AVX512-BF16 (peft imports bitsandbytes): it is about 4-bit kernels seamharden
+    never uses. Every other bitsandbytes message passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "from kernels-community" not in str(record.msg)
+
+
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_NoKernelsCommunityWarning())
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 

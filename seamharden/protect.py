@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,13 +20,20 @@ import torch
 from seamharden.data.formatting import encode_prompt
 from seamharden.data.seam_data import build_seam_data
 from seamharden.errors import ExitCode, UserError
-from seamharden.manifest import MANIFEST, write_manifest
-from seamharden.modeling import attach_lora, check_model_reference, count_parameters, default_device, load_model
-from seamharden.recipe.loading import dump_recipe_yaml, recipe_hash
+from seamharden.manifest import MANIFEST, file_mode, write_manifest
+from seamharden.modeling import (
+    attach_lora,
+    check_model_reference,
+    count_parameters,
+    default_device,
+    load_model,
+    resolve_dtype,
+)
+from seamharden.recipe.loading import RESUMABLE_CHANGES, dump_recipe_yaml, recipe_hash, resumable_hash
 from seamharden.recipe.memory import estimate_memory
 from seamharden.recipe.schema import Recipe
 from seamharden.report.card import write_unverified_card
-from seamharden.train import loop
+from seamharden.train import checkpoint, loop
 from seamharden.train.utility import UtilityController, reference_mode
 
 RUN_STATE = "run.json"
@@ -45,18 +53,19 @@ class ProtectOutcome:
     hardening: dict | None = None
 
 
-def run_smoke_test(base: str, out_dir: Path, recipe: Recipe, hardening: dict, base_results=None) -> dict:
+def run_smoke_test(base: str, out_dir: Path, recipe: Recipe, hardening: dict, base_results=None,
+                   progress=None) -> dict:
     """The default smoke test: the recipe's attack suite on base and hardened, the report into ``out_dir``.
 
     The hardening summary (steps, the kept step of the utility controller) goes into
     report.json's ``results.extra.hardening``. ``base_results`` (a ``SuiteResult`` checked by
-    ``load_base_results``) stands in for attacking the base again. Returns the manifest's
-    smoke-test summary.
+    ``load_base_results``) stands in for attacking the base again. ``progress(description, done,
+    total)`` is ``run_suite``'s live-view callback. Returns the manifest's smoke-test summary.
     """
     from seamharden.attack.suite import run_suite
     from seamharden.report import write_report
 
-    result, verdict = run_suite(base, str(out_dir), recipe, base_results=base_results)
+    result, verdict = run_suite(base, str(out_dir), recipe, base_results=base_results, progress=progress)
     result.extra["hardening"] = dict(hardening)
     write_report(result, verdict, out_dir, title=f"{out_dir.name}: SEAM robustness report",
                  base_model=base, recipe_name=recipe.name)
@@ -86,14 +95,15 @@ def estimator_summary(recipe: Recipe, metrics_path: Path) -> dict:
     """The L_sd estimator used and its self-check over the run's steps (from ``metrics.jsonl``).
 
     ``failed_steps`` counts steps whose ``estimate_consistency`` exceeds the threshold of
-    ``seamharden.core.estimator.consistency_passes`` (docs/method.md); NaN rows (exact ``hvp``,
-    an unchecked difference, beta 0) are not checked.
+    ``seamharden.core.estimator.consistency_passes`` (docs/method.md); null rows (exact ``hvp``,
+    an unchecked difference, beta 0; NaN in runs written before) are not checked.
     """
     from seamharden.core.estimator import CONSISTENCY_THRESHOLD, consistency_passes
 
     rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line] if metrics_path.exists() else []
-    checked = [(r["step"], r["estimate_consistency"]) for r in rows
-               if consistency_passes(float(r.get("estimate_consistency", math.nan))) is not None]
+    values = [(r["step"], math.nan if r.get("estimate_consistency") is None else float(r["estimate_consistency"]))
+              for r in rows]  # null (NaN before issue 17): not checked
+    checked = [(step, value) for step, value in values if consistency_passes(value) is not None]
     failed = [step for step, value in checked if not consistency_passes(value)]
     return {"difference": recipe.seam.difference, "self_check": recipe.seam.self_check,
             "threshold": CONSISTENCY_THRESHOLD, "checked_steps": len(checked), "failed_steps": len(failed),
@@ -113,14 +123,41 @@ def hardening_summary(recipe: Recipe, outcome: loop.TrainOutcome, out_dir: Path)
 
 
 def default_output_dir(model_ref: str) -> Path:
-    return Path(Path(model_ref.rstrip("/")).name + "-seam")
+    """``./<model name>-seam``: a local model's resolved directory name (``.`` included), a Hub id's last part."""
+    local = Path(model_ref).expanduser()
+    name = local.resolve().name if local.exists() else Path(model_ref.rstrip("/")).name
+    return Path(name + "-seam")
 
 
-def prepare_output_dir(out_dir: Path, model_ref: str, rhash: str, resume: bool) -> dict | None:
+def check_output_path(out_dir: Path) -> None:
+    """Fail before anything loads when ``out_dir`` is a file or could not be created (a parent is a file,
+    not writable, or a dangling link). Writes nothing."""
+    if out_dir.is_symlink() and not out_dir.exists():
+        raise UserError(f"output directory {out_dir} is a broken symbolic link")
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise UserError(f"output directory {out_dir} is a file; choose a directory")
+        if not os.access(out_dir, os.W_OK | os.X_OK):
+            raise UserError(f"output directory {out_dir} is not writable")
+        return
+    parent = out_dir.absolute().parent
+    while not parent.exists() and not parent.is_symlink() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"cannot create output directory {out_dir}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"cannot create output directory {out_dir}: {parent} is not writable")
+
+
+def prepare_output_dir(out_dir: Path, model_ref: str, rhash: str, resume: bool,
+                       resumable_hash: str | None = None) -> dict | None:
     """Refuse to overwrite a finished or foreign directory; returns the run state when resuming.
 
+    A resume must use the run's model and recipe; only the keys of ``RESUMABLE_CHANGES``
+    (``train.lr``) may differ, checked by ``resumable_hash`` against the one run.json recorded.
     Writes nothing: the directory is created only once the model and data have loaded.
     """
+    check_output_path(out_dir)
     state_path = out_dir / RUN_STATE
     if (out_dir / MANIFEST).exists():
         raise UserError(f"{out_dir} already holds a finished hardened model; choose another output directory")
@@ -128,12 +165,55 @@ def prepare_output_dir(out_dir: Path, model_ref: str, rhash: str, resume: bool) 
         state = json.loads(state_path.read_text())
         if not resume:
             raise UserError(f"{out_dir} holds an unfinished run; continue it with --resume or choose another directory")
-        if (state.get("model"), state.get("recipe_hash")) != (model_ref, rhash):
-            raise UserError(f"cannot resume {out_dir}: it was started with another model or recipe")
+        if state.get("model") != model_ref:
+            raise UserError(f"cannot resume {out_dir}: it was started with model {state.get('model')}")
+        if state.get("recipe_hash") != rhash and (
+                resumable_hash is None or state.get("resumable_hash") != resumable_hash):
+            raise UserError(f"cannot resume {out_dir}: it was started with another recipe (only "
+                            f"{', '.join(RESUMABLE_CHANGES)} may change on --resume)")
+        if state.get("recipe_hash") != rhash and state.get("stage") == "trained":
+            raise UserError(f"cannot resume {out_dir} with another train.lr: its training is finished "
+                            f"(train.lr={state.get('lr')}); only the smoke test is left")
         return state
     if out_dir.exists() and any(out_dir.iterdir()):
         raise UserError(f"{out_dir} exists and is not empty; choose another output directory")
     return None
+
+
+def check_data_sizes(recipe: Recipe, smoke_test: bool) -> None:
+    """D_adv / D_bgn large enough for the held-out split the smoke test and ``verify`` attack with,
+    checked before any model loads (only the records are read)."""
+    if recipe.attack.data is not None:
+        return
+    from seamharden.attack.suite import suite_data
+
+    try:
+        suite_data(recipe)
+    except UserError as err:
+        if smoke_test:
+            raise
+        raise UserError(f"{err} (with --no-smoke-test too: no smoke test or `seamharden verify` could ever run "
+                        "on the hardened model)") from None
+
+
+def check_device_dtype(recipe: Recipe, device: torch.device) -> None:
+    """float16 on a CPU is refused: the tiny recipe's losses are NaN by step 2 there (issue 17)."""
+    if recipe.model.dtype == "float16" and device.type == "cpu":
+        raise UserError("model.dtype=float16 cannot train on a CPU (NaN within a few steps); use float32 "
+                        "(or bfloat16)")
+
+
+def _lr_changes(state: dict | None, recipe: Recipe, out_dir: Path) -> list[dict]:
+    """The run's peak-lr changes on --resume: ``[{"from_step", "lr", "was"}]``, this one appended."""
+    if state is None:
+        return []
+    changes = list(state.get("lr_changes", []))
+    was = state.get("lr", recipe.train.lr)
+    if was != recipe.train.lr and state.get("stage") != "trained":
+        found = checkpoint.latest(out_dir / loop.CHECKPOINTS)
+        step = int(found.name[len(checkpoint.PREFIX):]) if found else 0
+        changes.append({"from_step": step, "lr": recipe.train.lr, "was": was})
+    return changes
 
 
 def _write_state(out_dir: Path, state: dict) -> None:
@@ -175,9 +255,8 @@ def dry_run_plan(model_ref: str, recipe: Recipe) -> dict:
         model = attach_lora(model, recipe.model)
     total, trainable = count_parameters(model)
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    dtype = recipe.model.dtype
-    if dtype == "auto":
-        dtype = "bfloat16" if default_device().type == "cuda" else "float32"
+    device = default_device()
+    dtype = str(resolve_dtype(recipe.model.dtype, device)).removeprefix("torch.")
     reference = reference_mode(recipe.utility, recipe.model.lora is not None) if recipe.utility.anchor > 0 else None
     memory = estimate_memory(
         total, trainable, dtype, recipe.train.optimizer, recipe.model.gradient_checkpointing,
@@ -185,7 +264,7 @@ def dry_run_plan(model_ref: str, recipe: Recipe) -> dict:
         reference_copy=reference == "copy", kept_copies=recipe.utility.controller,
     )
     return {"model": model_ref, "parameters": total, "trainable_parameters": trainable,
-            "recipe_hash": recipe_hash(recipe), "memory_bytes": memory, "dtype": dtype,
+            "recipe_hash": recipe_hash(recipe), "memory_bytes": memory, "dtype": dtype, "device": device.type,
             "anchor_reference": reference}
 
 
@@ -248,6 +327,10 @@ def save_hardened(model, tokenizer, recipe: Recipe, out_dir: Path) -> None:
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     (out_dir / RECIPE_FILE).write_text(dump_recipe_yaml(recipe))
+    mode = file_mode()  # transformers writes the weights through a 0600 temporary file
+    for path in out_dir.iterdir():
+        if path.is_file() and path.suffix in (".safetensors", ".json"):
+            path.chmod(mode)
 
 
 def check_recipe_for_protect(recipe: Recipe, smoke_test: bool) -> None:
@@ -279,10 +362,13 @@ def protect(
     """
     stage = on_stage or (lambda name: None)
     recipe = with_model(recipe, model_ref)
-    rhash = recipe_hash(recipe)
+    rhash, rest_hash = recipe_hash(recipe), resumable_hash(recipe)
     check_model_reference(model_ref)
     check_recipe_for_protect(recipe, smoke_test is not None)
-    state = prepare_output_dir(out_dir, model_ref, rhash, resume)
+    check_device_dtype(recipe, device or default_device())
+    state = prepare_output_dir(out_dir, model_ref, rhash, resume, rest_hash)
+    check_data_sizes(recipe, smoke_test is not None)
+    lr_changes = _lr_changes(state, recipe, out_dir)
 
     if state is not None and state.get("stage") == "trained":
         fingerprints, hardening = state["data_fingerprints"], state["hardening"]
@@ -298,8 +384,9 @@ def protect(
                                val_samples=recipe.utility.val_samples if recipe.utility.controller else 0)
         _check_same_inputs(state, data.fingerprints, loaded.commit)
         fingerprints = data.fingerprints
-        run = {"model": model_ref, "recipe_hash": rhash, "data_fingerprints": fingerprints,
-               "model_commit": loaded.commit}
+        run = {"model": model_ref, "recipe_hash": rhash, "resumable_hash": rest_hash, "lr": recipe.train.lr,
+               "data_fingerprints": fingerprints, "model_commit": loaded.commit} | (
+                   {"lr_changes": lr_changes} if lr_changes else {})
         out_dir.mkdir(parents=True, exist_ok=True)
         _write_state(out_dir, {**run, "stage": "training"})
         stage("training")
@@ -311,7 +398,7 @@ def protect(
             return ProtectOutcome(out_dir, False, outcome.steps_done, None)
         stage("saving")
         save_hardened(model, loaded.tokenizer, recipe, out_dir)
-        hardening = hardening_summary(recipe, outcome, out_dir)
+        hardening = hardening_summary(recipe, outcome, out_dir) | ({"lr_changes": lr_changes} if lr_changes else {})
         _write_state(out_dir, {**run, "stage": "trained", "hardening": hardening})
         del model, loaded, data
     UtilityController.discard(out_dir)

@@ -29,7 +29,8 @@ ATTACK_DEFAULTS = {name: AttackConfig.model_fields[name].default
 """The reference evaluation's optimisation settings: the ``AttackConfig`` defaults."""
 ATTACK_LORA = LoraSection(r=16, alpha=32.0, dropout=0.0, target_modules="all-linear")
 
-StepCallback = Callable[[int, int], None]
+StepCallback = Callable[[int, int, EvalPoint], None]
+"""(step, total steps, the latest evaluation) after each attack step, for a live view."""
 """Called after every optimizer step with (step, total steps)."""
 
 
@@ -136,10 +137,10 @@ def run_attack(model, tokenizer, config: AttackConfig, data: AttackData, evalset
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
             schedule.step()
-            if on_step is not None:
-                on_step(step, total)
             if step in evals:
                 points.append(evaluate(target, tokenizer, evalset, step))
+            if on_step is not None:
+                on_step(step, total, points[-1])
     finally:
         optimizer.zero_grad(set_to_none=True)
         if target is not model:

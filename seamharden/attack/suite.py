@@ -125,13 +125,14 @@ def _attack_one_model(ref: str, kind: ModelKind, recipe: Recipe, configs: list[A
 
     pristine = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     runs = []
-    for config in configs:
-        label = f"{kind}: {attack_label(config)}"
+    for i, config in enumerate(configs, 1):
+        label = f"{kind}: attack {i} of {len(configs)}, {attack_label(config)}"
         done = ticker.done
 
-        def on_step(step: int, total: int, label=label, done=done) -> None:
+        def on_step(step: int, total: int, point=None, label=label, done=done) -> None:
             ticker.done = done + step - 1
-            ticker.advance(label)
+            losses = f", harmful {point.harmful_loss:.3g} benign {point.benign_loss:.3g}" if point else ""
+            ticker.advance(f"{label}, step {step}/{total}{losses}")
 
         points = run_attack(model, tokenizer, config, attack_data, evalset, eval_every=recipe.attack.eval_every,
                             model_section=recipe.model, on_step=on_step)

@@ -16,24 +16,103 @@ from seamharden.errors import ExitCode, UserError
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.progress import Progress
+
+VERDICT_EXIT = {"pass": ExitCode.OK, "fail": ExitCode.ROBUSTNESS_FAILED, "inconclusive": ExitCode.INCONCLUSIVE}
+"""protect's exit code by smoke-test verdict: the same as ``seamharden verify``'s."""
 
 
-def _progress(console: Console) -> Progress:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+class _Bar:
+    """The live view on a terminal: hardening steps, then the smoke test's attacks; each bar has its figures on
+    a line of its own below it, cut to the terminal's width (the step count and ETA stay readable at 80 columns)."""
 
-    return Progress(
-        TextColumn("[bold]hardening"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-        console=console, transient=False,
-    )
+    def __init__(self, console: Console, total: int):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.text import Text
+
+        class TwoLines(Progress):
+            def get_renderables(self):
+                for task in self.tasks:
+                    yield self.make_tasks_table([task])
+                    yield Text("  " + task.fields.get("stats", ""), no_wrap=True, overflow="ellipsis")
+
+        self.progress = TwoLines(
+            TextColumn("[bold]{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False,
+        )
+        self.task = self.progress.add_task("hardening", total=total, stats="loading")
+        self.smoke = None
+        self.print = self.progress.console.print
+
+    def __enter__(self) -> _Bar:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def step(self, record: dict, total: int) -> None:
+        self.progress.update(self.task, completed=record["step"], stats=_stats_line(record))
+
+    def stage(self, name: str) -> None:
+        if name != "training":
+            self.progress.update(self.task, stats=name)
+
+    def attack(self, description: str, done: int, total: int) -> None:
+        if self.smoke is None:
+            self.smoke = self.progress.add_task("smoke test", total=total, stats="")
+            self.progress.update(self.task, stats="smoke test")
+        self.progress.update(self.smoke, completed=done, total=total, stats=description)
+
+
+class _Lines:
+    """The live view when stderr is not a terminal (a log file, CI): one plain line every ``every`` steps,
+    each stage, and each attack of the smoke test at its start and end."""
+
+    def __init__(self, total: int, every: int | None = None):
+        import time
+
+        self.total, self.every = total, every or max(1, total // 20)
+        self.clock, self.started = time.monotonic, time.monotonic()
+        self.last_attack = None
+
+    def __enter__(self) -> _Lines:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def print(self, text: str) -> None:
+        click.echo(text, err=True)
+
+    def step(self, record: dict, total: int) -> None:
+        step = record["step"]
+        if step % self.every and step != total:
+            return
+        elapsed = self.clock() - self.started
+        self.print(f"step {step}/{total} {_stats_line(record)} elapsed {_clock(elapsed)}")
+
+    def stage(self, name: str) -> None:
+        if name != "training":
+            self.print(f"stage: {name}")
+
+    def attack(self, description: str, done: int, total: int) -> None:
+        name, _, step = description.partition(", step ")
+        done_steps, _, steps = step.split(",")[0].partition("/")
+        if name != self.last_attack or (steps and done_steps == steps):
+            self.last_attack = name
+            self.print(f"smoke test {done}/{total}: {description}")
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
 def _stats_line(r: dict) -> str:
@@ -41,19 +120,22 @@ def _stats_line(r: dict) -> str:
             f"cos {r['cosine']:+.3f} {r['tokens_per_s']:.0f} tok/s")
 
 
-def _print_plan(console: Console, recipe, plan: dict) -> None:
+def _print_plan(recipe, plan: dict) -> None:
+    """Plain text on stdout (no wrapping): the recipe as YAML, then ``#`` comment lines; the whole is valid YAML."""
     from seamharden.recipe.loading import dump_recipe_yaml
     from seamharden.recipe.memory import GIB
 
-    console.print(dump_recipe_yaml(recipe), markup=False, highlight=False)
-    console.print(f"# model {plan['model']}: {plan['parameters']:,} parameters, "
-                  f"{plan['trainable_parameters']:,} trainable; recipe hash {plan['recipe_hash'][:12]}")
+    click.echo(dump_recipe_yaml(recipe), nl=False)
+    click.echo(f"# model {plan['model']}: {plan['parameters']:,} parameters, "
+               f"{plan['trainable_parameters']:,} trainable; recipe hash {plan['recipe_hash'][:12]}")
+    dtype = recipe.model.dtype
+    resolved = f"auto -> {plan['dtype']} on this machine ({plan['device']})" if dtype == "auto" else dtype
     memory = plan["memory_bytes"]
-    console.print("# memory estimate (GiB): " + ", ".join(
+    click.echo(f"# model.dtype {resolved}; memory estimate (GiB, {plan['dtype']} weights): " + ", ".join(
         f"{k} {v / GIB:.2f}" for k, v in memory.items() if k not in ("pageable", "disk_kept_copies")))
     if memory.get("disk_kept_copies"):
         disk = memory["disk_kept_copies"] / GIB
-        console.print(f"# disk for the utility controller's kept weights: up to {disk:.2f} GiB")
+        click.echo(f"# disk for the utility controller's kept weights: up to {disk:.2f} GiB")
 
 
 def _check_push_target(repo_id: str, endpoint: str | None) -> dict:
@@ -70,14 +152,18 @@ def _check_push_target(repo_id: str, endpoint: str | None) -> dict:
 
 
 class _Interrupts:
-    """SIGINT while training: finish the step, checkpoint, exit 130 (a second Ctrl-C stops at once).
-    In any other stage Ctrl-C stops at once."""
+    """SIGINT or SIGTERM while training: finish the step, checkpoint, exit 130 (SIGINT) or 143 (SIGTERM);
+    a second signal stops at once. In any other stage a signal stops at once (``translate`` then gives
+    SIGTERM its exit code and one line)."""
 
     def __init__(self) -> None:
         self.requested = False
         self.training = False
+        self.signum: int | None = None
+        self.stage = "starting"
 
     def handler(self, signum, frame) -> None:
+        self.signum = signum
         if self.requested or not self.training:
             raise KeyboardInterrupt
         self.requested = True
@@ -86,17 +172,30 @@ class _Interrupts:
         return self.requested
 
     def on_stage(self, name: str) -> None:
+        self.stage = name
         self.training = name == "training"
+
+    def translate(self, err: BaseException) -> BaseException:
+        """The error to end with: SIGTERM's ends say so and exit 143; everything else unchanged."""
+        if self.signum != signal.SIGTERM:
+            return err
+        if isinstance(err, UserError) and err.exit_code == ExitCode.INTERRUPTED:
+            return UserError(f"terminated (SIGTERM): {err}", ExitCode.TERMINATED)
+        if isinstance(err, KeyboardInterrupt):
+            return UserError(f"terminated (SIGTERM) while {self.stage}; nothing of this stage was kept; "
+                             "run again (with --resume if a checkpoint was written)", ExitCode.TERMINATED)
+        return err
 
 
 @contextmanager
 def _graceful_interrupt():
     interrupts = _Interrupts()
-    previous = signal.signal(signal.SIGINT, interrupts.handler)
+    previous = {sig: signal.signal(sig, interrupts.handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield interrupts
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @click.command("protect")
@@ -128,60 +227,77 @@ def protect_command(model, output_dir, overrides, recipe_name, dry_run, resume, 
     KEY=VALUE pairs override recipe keys with dotted paths, e.g. train.lr=1e-4 seam.beta=0.1.
     An OUTPUT_DIR written in the form key=value is read as an override.
     """
+    import sys
+
     from rich.console import Console
 
     from seamharden.core.estimator import CONSISTENCY_THRESHOLD, consistency_passes
     from seamharden.modeling import check_model_reference
-    from seamharden.protect import default_output_dir, dry_run_plan, load_base_results, protect, run_smoke_test
+    from seamharden.protect import (
+        check_output_path,
+        default_output_dir,
+        dry_run_plan,
+        load_base_results,
+        protect,
+        run_smoke_test,
+        with_model,
+    )
     from seamharden.recipe.loading import load_recipe
 
     if output_dir is not None and "=" in str(output_dir):
         overrides, output_dir = (str(output_dir), *overrides), None
     recipe = load_recipe(recipe_name, overrides)
     check_model_reference(model)
-    push_target = _check_push_target(push_to, endpoint) if push_to else None
-    smoke_test = None if no_smoke_test else run_smoke_test
-    if base_results and smoke_test:
-        smoke_test = functools.partial(run_smoke_test, base_results=load_base_results(base_results, recipe))
-    out_dir = output_dir or default_output_dir(model)
-    console = Console(stderr=True)
     if dry_run:
-        _print_plan(Console(), recipe, dry_run_plan(model, recipe))
+        _print_plan(with_model(recipe, model), dry_run_plan(model, recipe))
         return ExitCode.OK
+    out_dir = output_dir or default_output_dir(model)
+    check_output_path(out_dir)
+    push_target = _check_push_target(push_to, endpoint) if push_to else None
+    reused = load_base_results(base_results, recipe) if base_results and not no_smoke_test else None
 
     seam, utility = recipe.seam, recipe.utility
     estimator = seam.difference if seam.difference == "hvp" else (
         f"{seam.difference} differences, {seam.step_policy} step, self-check {'on' if seam.self_check else 'off'}")
     budget = (f", anchor {utility.anchor:g}" if utility.anchor else "") + (
         f", utility controller every {utility.check_every} steps" if utility.controller else "")
-    console.print(f"hardening {model} -> {out_dir} with recipe {recipe.name} "
-                  f"({recipe.train.steps} steps, beta {seam.beta}, {recipe.train.optimizer}, L_sd estimator "
-                  f"{estimator}{budget})")
+    total = recipe.train.steps
+    view = _Bar(Console(stderr=True), total) if sys.stderr.isatty() else _Lines(total)
+    header = [f"hardening {model} -> {out_dir} with recipe {recipe.name} ({total} steps, beta {seam.beta}, "
+              f"{recipe.train.optimizer}, L_sd estimator {estimator}{budget})"]
     warned: list[int] = []
-    with _progress(console) as progress, _graceful_interrupt() as interrupts:
-        task = progress.add_task("harden", total=recipe.train.steps, stats="loading")
+    with view, _graceful_interrupt() as interrupts:
+        smoke_test = None if no_smoke_test else functools.partial(run_smoke_test, base_results=reused,
+                                                                  progress=view.attack)
 
         def on_step(record: dict) -> None:
-            progress.update(task, completed=record["step"], stats=_stats_line(record))
+            view.step(record, total)
             value = float(record.get("estimate_consistency", float("nan")))
             if not warned and consistency_passes(value) is False:
                 warned.append(record["step"])
-                progress.console.print(
+                view.print(
                     f"warning: the L_sd estimate failed its self-check at step {record['step']} (consistency "
                     f"{value:.3g} > {CONSISTENCY_THRESHOLD:g}); try seam.difference=hvp or a smaller "
                     "seam.relative_step (docs/method.md); the report counts every such step")
 
         def on_stage(name: str) -> None:
+            if header:  # once every check before loading has passed (they end in one line alone)
+                view.print(header.pop())
             interrupts.on_stage(name)
-            if name != "training":
-                progress.update(task, stats=name)
+            view.stage(name)
 
-        outcome = protect(model, out_dir, recipe, resume=resume, stop_after=stop_after,
-                          smoke_test=smoke_test, on_step=on_step,
-                          should_stop=interrupts.should_stop, on_stage=on_stage)
+        try:
+            outcome = protect(model, out_dir, recipe, resume=resume, stop_after=stop_after,
+                              smoke_test=smoke_test, on_step=on_step,
+                              should_stop=interrupts.should_stop, on_stage=on_stage)
+        except (UserError, KeyboardInterrupt) as err:
+            raise interrupts.translate(err) from None
+    verdict = (outcome.smoke_test or {}).get("verdict")
+    code = VERDICT_EXIT.get(verdict, ExitCode.OK) if outcome.finished else ExitCode.OK
     summary = {"output_dir": str(outcome.out_dir), "finished": outcome.finished, "steps": outcome.steps_done,
-               "smoke_test": outcome.smoke_test}
-    if outcome.finished and push_target:
+               "smoke_test": outcome.smoke_test, "exit_code": int(code)}
+    reasons = f"the reasons are in {out_dir / 'report.md'}"
+    if outcome.finished and push_target and (code == ExitCode.OK or force):
         from seamharden.hub.publish import publish
 
         summary["pushed"] = publish(out_dir, push_to, private=private, revision=revision,
@@ -193,15 +309,18 @@ def protect_command(model, output_dir, overrides, recipe_name, dry_run, resume, 
                             "--resume"])
         click.echo(f"stopped after step {outcome.steps_done}; continue with: {again}")
     else:
-        verdict = (outcome.smoke_test or {}).get("verdict") or "not run"
-        click.echo(f"hardened model written to {out_dir} (smoke test: {verdict})")
+        click.echo(f"hardened model written to {out_dir} (smoke test: {verdict or 'not run'})")
         est = (outcome.hardening or {}).get("estimator") or {}
         if est.get("failed_steps"):
             click.echo(f"warning: the L_sd estimate failed its self-check on {est['failed_steps']} of "
                        f"{est['checked_steps']} steps (report.md, Hardening)")
         if "pushed" in summary:
             click.echo(f"published: {summary['pushed']}")
-    return ExitCode.OK
+    if code != ExitCode.OK:
+        skipped = f"; not published to {push_to} (pass --force to publish anyway)" if push_target and not force else ""
+        click.echo(f"error: smoke test {verdict}: the hardened model stays in {out_dir}; {reasons}{skipped}",
+                   err=True)
+    return code
 
 
 commands = [protect_command]

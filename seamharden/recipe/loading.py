@@ -253,6 +253,23 @@ def recipe_hash(recipe: Recipe) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+RESUMABLE_CHANGES = ("train.lr",)
+"""Recipe keys ``protect --resume`` lets differ from the run's start (the loop applies them to the restored state)."""
+
+
+def resumable_hash(recipe: Recipe) -> str:
+    """``recipe_hash`` of the recipe without the keys in ``RESUMABLE_CHANGES``."""
+    data = _canonical(recipe)
+    for key in RESUMABLE_CHANGES:
+        *path, last = key.split(".")
+        node = data
+        for part in path:
+            node = node[part]
+        node.pop(last)
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
 def dump_recipe_yaml(recipe: Recipe) -> str:
     """The resolved recipe as YAML, every key present, in schema order; loads back to an equal recipe."""
     return yaml.safe_dump(_canonical(recipe), sort_keys=False, allow_unicode=True, width=1000)

@@ -16,10 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 class Strict(BaseModel):
     """Base for every section: unknown keys are errors, assignments are validated.
 
-    Numbers given for string fields (``model.revision=1234``) are taken as strings.
+    Numbers given for string fields (``model.revision=1234``) are taken as strings. No float
+    field takes inf or nan (``seam.beta=inf`` would train on a non-finite objective).
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, coerce_numbers_to_str=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, coerce_numbers_to_str=True,
+                              allow_inf_nan=False)
 
 
 class LoraSection(Strict):

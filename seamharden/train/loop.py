@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +28,8 @@ from seamharden.data.seam_data import SeamData
 from seamharden.errors import ExitCode, UserError
 from seamharden.recipe.schema import Recipe
 from seamharden.train import checkpoint
-from seamharden.train.optim import build_optimizer, build_scheduler
+from seamharden.train.optim import build_optimizer, build_scheduler, set_peak_lr
+from seamharden.train.stall import StallWatch, output_vocab
 from seamharden.train.utility import AnchorReference, Score, UtilityController, anchor_backward, reference_mode
 
 METRICS = "metrics.jsonl"
@@ -65,6 +67,17 @@ def _clip_(params, max_norm: float | None) -> float:
     return total
 
 
+def _json_row(record: dict) -> str:
+    """One metrics line: strict JSON, a non-finite float written as null (NaN: not measured or not checked)."""
+    return json.dumps({k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()},
+                      allow_nan=False)
+
+
+def _try_next(lr: float, where: str) -> str:
+    """What to try after a diverged or stalled run: the same directory, a lower peak learning rate."""
+    return f"{where}; try --resume with a lower train.lr (e.g. train.lr={lr / 10:g})"
+
+
 def _diverged(stats: dict[str, float], grad_norm: float) -> str | None:
     for key, name in TERMS.items():
         if not math.isfinite(stats[key]):
@@ -94,6 +107,10 @@ def train(
 
     ``should_stop`` is polled after every step (the CLI sets it on Ctrl-C): the run then
     checkpoints that step and raises a one-line ``UserError`` with exit code 130.
+    A run that diverges (a non-finite loss or gradient) or stops learning (``seamharden.train.stall``)
+    raises a ``UserError`` with exit code 5; only checkpoints of weights from before the trouble
+    are kept (a periodic checkpoint is put off while a stall streak runs). On resume the recipe's
+    ``train.lr`` replaces the checkpoint's peak learning rate (the schedule's position is kept).
     A KeyboardInterrupt inside a step (a second Ctrl-C) writes nothing: the weights or the
     optimizer state may be half updated, so the last periodic checkpoint is what resumes.
     """
@@ -115,6 +132,7 @@ def train(
         state = checkpoint.load(found, model)
         optimizer.load_state_dict(state.optimizer)
         scheduler.load_state_dict(state.scheduler)
+        set_peak_lr(optimizer, scheduler, train_cfg.lr)
         data.load_state_dict(state.data)
         checkpoint.set_rng_state(state.rng)
         if controller.enabled:
@@ -134,7 +152,7 @@ def train(
         controller.checkpointed()
         return path
 
-    step = start
+    step, watch, put_off = start, StallWatch(output_vocab(model)), False
     with metrics_path.open("a") as log:
         while step < train_cfg.steps:
             try:
@@ -147,18 +165,29 @@ def train(
             problem = _diverged(record, record["grad_norm"])
             if problem:
                 keep = f"the last good checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was written"
-                raise UserError(f"training diverged at step {step + 1}: {problem}; {keep}", ExitCode.DIVERGED)
+                raise UserError(f"training diverged at step {step + 1}: {problem}; "
+                                + _try_next(train_cfg.lr, keep), ExitCode.DIVERGED)
+            stalled = watch.update(step + 1, record)
+            if stalled:
+                last_ckpt = _drop_checkpoints_from(ckpt_root, watch.first - 1, last_ckpt)
+                keep = (f"the last good checkpoint is {last_ckpt}" if last_ckpt else
+                        "no checkpoint from before it is left (--resume starts again from step 0)")
+                raise UserError(f"training stopped learning at step {step + 1}: {stalled} (since step "
+                                f"{watch.first}); " + _try_next(train_cfg.lr, keep), ExitCode.DIVERGED)
             step += 1
             record["step"] = step
             record |= controller.after_step(step, model)
-            log.write(json.dumps(record) + "\n")
+            log.write(_json_row(record) + "\n")
             log.flush()
             if on_step:
                 on_step(record)
             stopping = stop_after is not None and step - start >= stop_after
             interrupted = should_stop is not None and should_stop()
-            if step % train_cfg.checkpoint_every == 0 or step == train_cfg.steps or stopping or interrupted:
+            periodic = step % train_cfg.checkpoint_every == 0 or put_off
+            put_off = periodic and watch.stalling  # weights of a stalling run are not worth a checkpoint yet
+            if (periodic and not put_off) or step == train_cfg.steps or stopping or interrupted:
                 last_ckpt = snapshot(step, data.state_dict(), checkpoint.rng_state())
+                put_off = False
             if interrupted:
                 raise UserError(f"interrupted after step {step}; checkpoint {last_ckpt}; continue with --resume",
                                 ExitCode.INTERRUPTED)
@@ -166,6 +195,14 @@ def train(
                 return TrainOutcome(step, False, last_ckpt)
     kept_step = controller.finish(model)
     return TrainOutcome(step, True, last_ckpt, kept_step, controller.state.start)
+
+
+def _drop_checkpoints_from(root: Path, step: int, last: Path | None) -> Path | None:
+    """Delete the checkpoint ``last`` if it holds the weights after ``step`` or later; returns what is left."""
+    if last is not None and int(last.name[len(checkpoint.PREFIX):]) >= step:
+        shutil.rmtree(last, ignore_errors=True)
+        return checkpoint.latest(root)
+    return last
 
 
 def _one_step(model, data, cfg, train_cfg, params, optimizer, scheduler, device, reference, anchor_weight) -> dict:

@@ -42,3 +42,20 @@ def lr_factor(step: int, total: int, warmup: int, kind: str) -> float:
 def build_scheduler(optimizer: torch.optim.Optimizer, train: TrainSection) -> LambdaLR:
     warmup = int(round(train.warmup_ratio * train.steps))
     return LambdaLR(optimizer, lambda step: lr_factor(step, train.steps, warmup, train.scheduler))
+
+
+def set_peak_lr(optimizer: torch.optim.Optimizer, scheduler: LambdaLR, lr: float) -> bool:
+    """Make ``lr`` the peak learning rate of a restored optimizer and schedule (``--resume train.lr=...``).
+
+    The schedule keeps its position; the current rate becomes ``lr * factor(position)``, exactly
+    as if the run had started with ``lr``. Returns whether anything changed (a resume with the
+    same ``lr`` is left bit-identical).
+    """
+    if all(base == lr for base in scheduler.base_lrs):
+        return False
+    scheduler.base_lrs = [lr] * len(optimizer.param_groups)
+    for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas, strict=True):
+        group["initial_lr"] = lr
+        group["lr"] = lr * factor(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+    return True

@@ -114,19 +114,20 @@ def test_protect_push_is_gated_by_the_smoke_test_verdict(published, hub):
         assert "smoke test: pass" in first.stdout
         out = first_out
     else:
-        # Refused: exit 2, one error line (after the progress output), nothing sent to the Hub.
-        assert first.returncode == 2, first.stderr
-        assert first.stdout == ""
+        # Not pushed: exit 3 / 4 as verify, one error line (after the progress output) naming report.md,
+        # nothing sent to the Hub.
+        assert first.returncode == EXIT_CODES[verdict], first.stderr
         errors = error_lines(first)
         assert len(errors) == 1 and first.stderr.strip().splitlines()[-1] == errors[0], first.stderr
-        assert "refusing to publish" in errors[0] and REASONS[verdict] in errors[0] and "--force" in errors[0]
+        assert f"smoke test {verdict}" in errors[0] and "report.md" in errors[0]
+        assert f"not published to {REPO}" in errors[0] and "--force" in errors[0]
         assert published["requests_after_first"] == []
         assert manifest["smoke_test"] == {"ran": True, "verdict": verdict, "forced": False}
         assert FORCED_MARKER not in (first_out / "README.md").read_text()
 
         forced = published["forced"]
-        assert forced.returncode == 0, forced.stderr
-        assert error_lines(forced) == [] and "Traceback" not in forced.stderr
+        assert forced.returncode == EXIT_CODES[verdict], forced.stderr  # published, but the verdict stands
+        assert len(error_lines(forced)) == 1 and "Traceback" not in forced.stderr
         out = published["out"]
         summary = json.loads(forced.stdout.strip().splitlines()[-1])
         assert summary["finished"] is True and summary["output_dir"] == str(out)

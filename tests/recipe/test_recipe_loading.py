@@ -119,3 +119,10 @@ def test_dump_has_every_key():
     text = dump_recipe_yaml(load_recipe("tiny"))
     for key in ("relative_step:", "lora: null", "max_bounded_harm_ratio:", "heldout_fraction:", "where: {}"):
         assert key in text
+
+
+@pytest.mark.parametrize("override", ["seam.beta=.inf", "seam.alpha=.nan", "seam.beta=inf", "train.lr=-.inf",
+                                      "attack.criteria.max_utility_drop=.inf", "data.heldout_fraction=.nan"])
+def test_no_float_key_takes_inf_or_nan(override):
+    with pytest.raises(UserError, match=rf"{override.split('=')[0]}: Input should be a finite number"):
+        load_recipe("tiny", [override])
