@@ -29,8 +29,8 @@ ATTACK_DEFAULTS = {name: AttackConfig.model_fields[name].default
 """The reference evaluation's optimisation settings: the ``AttackConfig`` defaults."""
 ATTACK_LORA = LoraSection(r=16, alpha=32.0, dropout=0.0, target_modules="all-linear")
 
-StepCallback = Callable[[int, int], None]
-"""Called after every optimizer step with (step, total steps)."""
+StepCallback = Callable[[int, int, EvalPoint], None]
+"""Called after every optimizer step (and its evaluation, if any) with (step, total steps, the last evaluation)."""
 
 
 @dataclass
@@ -136,10 +136,10 @@ def run_attack(model, tokenizer, config: AttackConfig, data: AttackData, evalset
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
             schedule.step()
-            if on_step is not None:
-                on_step(step, total)
             if step in evals:
                 points.append(evaluate(target, tokenizer, evalset, step))
+            if on_step is not None:
+                on_step(step, total, points[-1])
     finally:
         optimizer.zero_grad(set_to_none=True)
         if target is not model:
