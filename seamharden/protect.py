@@ -20,7 +20,14 @@ from seamharden.data.formatting import encode_prompt
 from seamharden.data.seam_data import build_seam_data
 from seamharden.errors import ExitCode, UserError
 from seamharden.manifest import MANIFEST, write_manifest
-from seamharden.modeling import attach_lora, check_model_reference, count_parameters, default_device, load_model
+from seamharden.modeling import (
+    attach_lora,
+    check_model_reference,
+    count_parameters,
+    default_device,
+    load_model,
+    resolve_model_reference,
+)
 from seamharden.recipe.loading import dump_recipe_yaml, recipe_hash
 from seamharden.recipe.memory import estimate_memory
 from seamharden.recipe.schema import Recipe
@@ -116,8 +123,12 @@ def default_output_dir(model_ref: str) -> Path:
     return Path(Path(model_ref.rstrip("/")).name + "-seam")
 
 
-def prepare_output_dir(out_dir: Path, model_ref: str, rhash: str, resume: bool) -> dict | None:
+def prepare_output_dir(out_dir: Path, model_ref: str, rhash: str, resume: bool,
+                       recipe: Recipe | None = None) -> dict | None:
     """Refuse to overwrite a finished or foreign directory; returns the run state when resuming.
+
+    ``model_ref`` as ``resolve_model_reference`` gives it; a refused resume names the model, or the
+    keys of ``recipe`` (the recipe as run) that differ from the one run.json recorded.
 
     Writes nothing: the directory is created only once the model and data have loaded.
     """
@@ -128,12 +139,35 @@ def prepare_output_dir(out_dir: Path, model_ref: str, rhash: str, resume: bool) 
         state = json.loads(state_path.read_text())
         if not resume:
             raise UserError(f"{out_dir} holds an unfinished run; continue it with --resume or choose another directory")
-        if (state.get("model"), state.get("recipe_hash")) != (model_ref, rhash):
-            raise UserError(f"cannot resume {out_dir}: it was started with another model or recipe")
+        if (resolve_model_reference(state.get("model") or ""), state.get("recipe_hash")) != (model_ref, rhash):
+            raise UserError(f"cannot resume {out_dir}: {resume_mismatch(state, model_ref, recipe)}")
         return state
     if out_dir.exists() and any(out_dir.iterdir()):
         raise UserError(f"{out_dir} exists and is not empty; choose another output directory")
     return None
+
+
+def resume_mismatch(state: dict, model_ref: str, recipe: Recipe | None) -> str:
+    """Why a run cannot be resumed: the model it started with, else the recipe keys that differ (named
+    when run.json records the recipe it started with), else that the recipe hash differs."""
+    if resolve_model_reference(state.get("model") or "") != model_ref:
+        return f"it was started with the model {state.get('model')}, not {model_ref}"
+    started = state.get("recipe")
+    keys = _differing_keys(started, recipe.model_dump(mode="json")) if isinstance(started, dict) and recipe else []
+    if keys:
+        return f"the recipe differs from the one it was started with in {', '.join(keys[:8])}"
+    return "the recipe differs from the one it was started with (recipe_hash; this run.json does not say where)"
+
+
+def _differing_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += _differing_keys(x, y, f"{prefix}{key}.")
+        elif x != y:
+            out.append(f"{prefix}{key}")
+    return out
 
 
 def _write_state(out_dir: Path, state: dict) -> None:
@@ -278,11 +312,12 @@ def protect(
     ``on_stage`` is told "loading", "training", "saving" and "smoke-test" as they begin.
     """
     stage = on_stage or (lambda name: None)
+    check_model_reference(model_ref)
+    model_ref = resolve_model_reference(model_ref)  # a local base by its absolute path: verify from anywhere
     recipe = with_model(recipe, model_ref)
     rhash = recipe_hash(recipe)
-    check_model_reference(model_ref)
     check_recipe_for_protect(recipe, smoke_test is not None)
-    state = prepare_output_dir(out_dir, model_ref, rhash, resume)
+    state = prepare_output_dir(out_dir, model_ref, rhash, resume, recipe)
 
     if state is not None and state.get("stage") == "trained":
         fingerprints, hardening = state["data_fingerprints"], state["hardening"]
@@ -299,7 +334,7 @@ def protect(
         _check_same_inputs(state, data.fingerprints, loaded.commit)
         fingerprints = data.fingerprints
         run = {"model": model_ref, "recipe_hash": rhash, "data_fingerprints": fingerprints,
-               "model_commit": loaded.commit}
+               "model_commit": loaded.commit, "recipe": recipe.model_dump(mode="json")}
         out_dir.mkdir(parents=True, exist_ok=True)
         _write_state(out_dir, {**run, "stage": "training"})
         stage("training")
