@@ -105,7 +105,8 @@ def without_local_paths(text: str, references: dict[str, str]) -> str:
     """``text`` with every whole occurrence of each reference (not part of a longer path) replaced."""
     for ref, public in references.items():
         for spelling in (ref, json.dumps(ref)[1:-1]):
-            text = re.sub(rf"(?<![\w./~-]){re.escape(spelling)}(?![\w.-]|/[\w.])", lambda _, public=public: public, text)
+            pattern = rf"(?<![\w./~-]){re.escape(spelling)}(?![\w.-]|/[\w.])"
+            text = re.sub(pattern, lambda _, public=public: public, text)
     return text
 
 
