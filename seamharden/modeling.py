@@ -1,14 +1,15 @@
 """Load a causal LM and its tokenizer from a Hub id or a local directory.
 
 Safetensors only; ``trust_remote_code`` only when the recipe turns it on. A model
-that is missing, gated or unreachable is a ``UserError`` (one line, exit code 2).
+that is missing, gated or unreachable is a ``UserError`` (one line, exit code 2); a Hub id that is
+not cached is probed once without retries first (``check_reachable``), so an unreachable Hub
+fails at once instead of after huggingface_hub's backoff. References: ``seamharden.references``.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from huggingface_hub.errors import HfHubHTTPError
@@ -16,6 +17,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from seamharden.errors import UserError
 from seamharden.recipe.schema import ModelSection
+from seamharden.references import check_model_reference, looks_like_path, resolve_model_reference
+
+__all__ = ["DTYPES", "LoadedModel", "attach_lora", "check_model_reference", "count_parameters", "default_device",
+           "load_model", "load_tokenizer", "looks_like_path", "resolve_dtype", "resolve_model_reference"]
 
 
 class _NoKernelsCommunityWarning(logging.Filter):
@@ -62,25 +67,11 @@ def _describe(err: Exception, name: str) -> str:
     return f"cannot load model {name}: {first}"
 
 
-def looks_like_path(name: str) -> bool:
-    """A Hub id is ``name`` or ``org/name``; anything else with a separator is a path."""
-    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name or Path(name).exists()
-
-
-def check_model_reference(name: str) -> None:
-    """Fail early, without network, for a local path that is not a model directory."""
-    if not looks_like_path(name):
-        return
-    path = Path(name).expanduser()
-    if not path.exists():
-        raise UserError(f"model {name}: no such directory")
-    if not path.is_dir():
-        raise UserError(f"model {name} is a file; pass a model directory or a Hub id")
-    if not (path / "config.json").exists():
-        raise UserError(f"model {name}: not a Hugging Face model directory (no config.json)")
-
-
 def load_tokenizer(name: str, section: ModelSection) -> PreTrainedTokenizerBase:
+    if not looks_like_path(name):
+        from seamharden.hub.fetch import check_reachable
+
+        check_reachable(name, section.revision)
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             name, revision=section.revision, trust_remote_code=section.trust_remote_code

@@ -28,6 +28,7 @@ from seamharden.modeling import (
     default_device,
     load_model,
     resolve_dtype,
+    resolve_model_reference,
 )
 from seamharden.recipe.loading import RESUMABLE_CHANGES, dump_recipe_yaml, recipe_hash, resumable_hash
 from seamharden.recipe.memory import estimate_memory
@@ -150,11 +151,13 @@ def check_output_path(out_dir: Path) -> None:
 
 
 def prepare_output_dir(out_dir: Path, model_ref: str, rhash: str, resume: bool,
-                       resumable_hash: str | None = None) -> dict | None:
+                       resumable_hash: str | None = None, recipe: Recipe | None = None) -> dict | None:
     """Refuse to overwrite a finished or foreign directory; returns the run state when resuming.
 
     A resume must use the run's model and recipe; only the keys of ``RESUMABLE_CHANGES``
     (``train.lr``) may differ, checked by ``resumable_hash`` against the one run.json recorded.
+    ``model_ref`` as ``resolve_model_reference`` gives it; a refused resume names the model, or the
+    keys of ``recipe`` (the recipe as run) that differ from the one run.json recorded.
     Writes nothing: the directory is created only once the model and data have loaded.
     """
     check_output_path(out_dir)
@@ -165,11 +168,11 @@ def prepare_output_dir(out_dir: Path, model_ref: str, rhash: str, resume: bool,
         state = json.loads(state_path.read_text())
         if not resume:
             raise UserError(f"{out_dir} holds an unfinished run; continue it with --resume or choose another directory")
-        if state.get("model") != model_ref:
-            raise UserError(f"cannot resume {out_dir}: it was started with model {state.get('model')}")
+        if resolve_model_reference(state.get("model") or "") != model_ref:
+            raise UserError(f"cannot resume {out_dir}: {resume_mismatch(state, model_ref, recipe)}")
         if state.get("recipe_hash") != rhash and (
                 resumable_hash is None or state.get("resumable_hash") != resumable_hash):
-            raise UserError(f"cannot resume {out_dir}: it was started with another recipe (only "
+            raise UserError(f"cannot resume {out_dir}: {resume_mismatch(state, model_ref, recipe)} (only "
                             f"{', '.join(RESUMABLE_CHANGES)} may change on --resume)")
         if state.get("recipe_hash") != rhash and state.get("stage") == "trained":
             raise UserError(f"cannot resume {out_dir} with another train.lr: its training is finished "
@@ -214,6 +217,29 @@ def _lr_changes(state: dict | None, recipe: Recipe, out_dir: Path) -> list[dict]
         step = int(found.name[len(checkpoint.PREFIX):]) if found else 0
         changes.append({"from_step": step, "lr": recipe.train.lr, "was": was})
     return changes
+
+
+def resume_mismatch(state: dict, model_ref: str, recipe: Recipe | None) -> str:
+    """Why a run cannot be resumed: the model it started with, else the recipe keys that differ (named
+    when run.json records the recipe it started with), else that the recipe hash differs."""
+    if resolve_model_reference(state.get("model") or "") != model_ref:
+        return f"it was started with the model {state.get('model')}, not {model_ref}"
+    started = state.get("recipe")
+    keys = _differing_keys(started, recipe.model_dump(mode="json")) if isinstance(started, dict) and recipe else []
+    if keys:
+        return f"the recipe differs from the one it was started with in {', '.join(keys[:8])}"
+    return "the recipe differs from the one it was started with (recipe_hash; this run.json does not say where)"
+
+
+def _differing_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += _differing_keys(x, y, f"{prefix}{key}.")
+        elif x != y:
+            out.append(f"{prefix}{key}")
+    return out
 
 
 def _write_state(out_dir: Path, state: dict) -> None:
@@ -361,12 +387,13 @@ def protect(
     ``on_stage`` is told "loading", "training", "saving" and "smoke-test" as they begin.
     """
     stage = on_stage or (lambda name: None)
+    check_model_reference(model_ref)
+    model_ref = resolve_model_reference(model_ref)  # a local base by its absolute path: verify from anywhere
     recipe = with_model(recipe, model_ref)
     rhash, rest_hash = recipe_hash(recipe), resumable_hash(recipe)
-    check_model_reference(model_ref)
     check_recipe_for_protect(recipe, smoke_test is not None)
     check_device_dtype(recipe, device or default_device())
-    state = prepare_output_dir(out_dir, model_ref, rhash, resume, rest_hash)
+    state = prepare_output_dir(out_dir, model_ref, rhash, resume, rest_hash, recipe)
     check_data_sizes(recipe, smoke_test is not None)
     lr_changes = _lr_changes(state, recipe, out_dir)
 
@@ -385,8 +412,8 @@ def protect(
         _check_same_inputs(state, data.fingerprints, loaded.commit)
         fingerprints = data.fingerprints
         run = {"model": model_ref, "recipe_hash": rhash, "resumable_hash": rest_hash, "lr": recipe.train.lr,
-               "data_fingerprints": fingerprints, "model_commit": loaded.commit} | (
-                   {"lr_changes": lr_changes} if lr_changes else {})
+               "data_fingerprints": fingerprints, "model_commit": loaded.commit,
+               "recipe": recipe.model_dump(mode="json")} | ({"lr_changes": lr_changes} if lr_changes else {})
         out_dir.mkdir(parents=True, exist_ok=True)
         _write_state(out_dir, {**run, "stage": "training"})
         stage("training")

@@ -6,6 +6,7 @@ The attack suite itself is tested in tests/attack and end to end in tests/cli/te
 
 from __future__ import annotations
 
+import huggingface_hub.constants
 import pytest
 
 import seamharden.attack.suite
@@ -15,6 +16,13 @@ from seamharden.manifest import write_manifest
 from seamharden.recipe.loading import dump_recipe_yaml, load_recipe, recipe_hash
 from seamharden.recipe.schema import AttackConfig
 from seamharden.verify import VerifyOutcome, verify
+
+
+@pytest.fixture(autouse=True)
+def _hub_offline(monkeypatch):
+    """huggingface_hub read HF_HUB_OFFLINE at import, before conftest set it: make it true here too, so the
+    Hub id ``org/base`` is never looked up (verify probes a Hub base once before loading anything)."""
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
 
 
 def _run(model, harmful, benign):
@@ -76,7 +84,10 @@ def test_overrides_base_and_recipe_hash_note(tmp_path, suite_calls):
 
 @pytest.mark.parametrize("case, message", [
     ("missing", "no such directory"),
-    ("no_manifest", "pass --base"),
+    ("no_manifest", "not an output of `seamharden protect`; to attack it as a hardened model anyway, "
+                    "pass --base BASE$"),
+    ("no_manifest_no_recipe", r"pass --base BASE and --recipe NAME\|PATH$"),
+    ("not_a_model", r"neither an output of `seamharden protect` \(no seamharden.json\) nor a model directory"),
     ("tampered", "changed: model.safetensors"),
     ("no_recipe", "pass --recipe"),
     ("bad_report", "is not a valid seamharden report"),
@@ -84,7 +95,11 @@ def test_overrides_base_and_recipe_hash_note(tmp_path, suite_calls):
 def test_problems_are_user_errors_before_the_suite(tmp_path, suite_calls, case, message):
     folder = tmp_path / "out"
     if case != "missing":
-        _protected(folder, manifest=case != "no_manifest")
+        _protected(folder, manifest=not case.startswith(("no_manifest", "not_a_model")))
+    if case.startswith("no_manifest"):
+        (folder / "config.json").write_text("{}")
+    if case == "no_manifest_no_recipe":
+        (folder / "recipe.yaml").unlink()
     if case == "tampered":
         (folder / "model.safetensors").write_bytes(b"weightz")
     if case == "no_recipe":
@@ -95,4 +110,24 @@ def test_problems_are_user_errors_before_the_suite(tmp_path, suite_calls, case, 
         (folder / "report.json").write_text("{}")
     with pytest.raises(UserError, match=message):
         verify(str(folder))
+    assert suite_calls == []
+
+
+def test_a_not_output_directory_gets_one_correct_hint(tmp_path, suite_calls):
+    """Issue 17 item 7: following the one hint (both options) runs the suite, with no further hint."""
+    folder = _protected(tmp_path / "out", manifest=False)
+    (folder / "config.json").write_text("{}")
+    (folder / "recipe.yaml").unlink()
+    with pytest.raises(UserError, match="pass --base BASE and --recipe NAME"):
+        verify(str(folder))
+    outcome = verify(str(folder), base="org/base", recipe="tiny")
+    assert outcome.status == "pass" and suite_calls[0]["base"] == "org/base"
+
+
+def test_a_local_base_is_checked_before_the_suite(tmp_path, suite_calls):
+    folder = _protected(tmp_path / "out")
+    with pytest.raises(UserError, match="no such directory"):
+        verify(str(folder), base=str(tmp_path / "gone"))
+    with pytest.raises(UserError, match="whose path is not published; pass --base"):
+        verify(str(folder), base="a local model (config sha256 0123456789ab)")
     assert suite_calls == []

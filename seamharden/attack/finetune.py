@@ -30,8 +30,8 @@ ATTACK_DEFAULTS = {name: AttackConfig.model_fields[name].default
 ATTACK_LORA = LoraSection(r=16, alpha=32.0, dropout=0.0, target_modules="all-linear")
 
 StepCallback = Callable[[int, int, EvalPoint], None]
-"""(step, total steps, the latest evaluation) after each attack step, for a live view."""
-"""Called after every optimizer step with (step, total steps)."""
+"""Called after every optimizer step (and its evaluation, if any) with (step, total steps, the last evaluation),
+for a live view."""
 
 
 @dataclass

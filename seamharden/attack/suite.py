@@ -8,7 +8,9 @@ the evaluation set. A caller with its own attacker data and evaluation sets pass
 ``data=SuiteData(...)`` instead.
 
 Every attack starts from the model's pristine weights (kept on the CPU and restored after each
-run). The runner prints nothing; ``progress(description, done, total)`` reports optimizer steps.
+run). The runner prints nothing; ``progress(description, done, total)`` reports optimizer steps, the
+description naming the model, the attack (i of n), its step and the last evaluation's harmful and
+benign loss: a live view for ``verify`` and the smoke test.
 """
 
 from __future__ import annotations
@@ -25,7 +27,15 @@ from seamharden.attack.evalset import EvalSettings, Judge, prepare_eval
 from seamharden.attack.finetune import ATTACK_DEFAULTS, AttackData, attack_steps, run_attack
 from seamharden.attack.gradients import gradient_vectors
 from seamharden.attack.grid import attack_grid
-from seamharden.attack.results import AttackRun, GradientSample, ModelKind, SuiteResult, attack_label, config_key
+from seamharden.attack.results import (
+    AttackRun,
+    EvalPoint,
+    GradientSample,
+    ModelKind,
+    SuiteResult,
+    attack_label,
+    config_key,
+)
 from seamharden.attack.scorers import load_judge
 from seamharden.attack.verdict import Verdict, verdict
 from seamharden.data import encode_example, fingerprint, load_records, pad_id, resolve_template, split_heldout
@@ -126,13 +136,13 @@ def _attack_one_model(ref: str, kind: ModelKind, recipe: Recipe, configs: list[A
     pristine = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     runs = []
     for i, config in enumerate(configs, 1):
-        label = f"{kind}: attack {i} of {len(configs)}, {attack_label(config)}"
+        label = f"{kind}: attack {i} of {len(configs)} ({attack_label(config)})"
         done = ticker.done
 
-        def on_step(step: int, total: int, point=None, label=label, done=done) -> None:
+        def on_step(step: int, total: int, last: EvalPoint, label=label, done=done) -> None:
             ticker.done = done + step - 1
-            losses = f", harmful {point.harmful_loss:.3g} benign {point.benign_loss:.3g}" if point else ""
-            ticker.advance(f"{label}, step {step}/{total}{losses}")
+            ticker.advance(f"{label} step {step}/{total}, harmful {last.harmful_loss:.3g} benign "
+                           f"{last.benign_loss:.3g} (step {last.step})")
 
         points = run_attack(model, tokenizer, config, attack_data, evalset, eval_every=recipe.attack.eval_every,
                             model_section=recipe.model, on_step=on_step)

@@ -113,15 +113,15 @@ def attack(model: str, overrides: tuple[str, ...], base: str | None, recipe_name
     Without: MODEL alone is measured (recorded as the base side, its own yardstick); the
     metrics are printed and written, no verdict is decided, exit 0.
     """
-    from seamharden.attack.suite import run_attacks, run_suite
-    from seamharden.attack.verdict import verdict
-    from seamharden.modeling import check_model_reference
     from seamharden.recipe.loading import load_recipe
+    from seamharden.references import check_model_available
 
     recipe = load_recipe(recipe_name, overrides)
     for ref in (model, base):
         if ref is not None:
-            check_model_reference(ref)
+            check_model_available(ref, recipe.model.revision)
+    from seamharden.attack.suite import run_attacks, run_suite  # torch: once the models can be had
+    from seamharden.attack.verdict import verdict
     with _progress(_interactive() and not as_json) as progress:
         if base is None:
             result = run_attacks(model, recipe, kind="base", progress=progress)
@@ -141,14 +141,58 @@ def attack(model: str, overrides: tuple[str, ...], base: str | None, recipe_name
     return int(EXIT_CODES[v.status]) if base is not None else int(ExitCode.OK)
 
 
-@click.command("verify")
+def _verify_error(target: str | None, message: str, exit_code: int) -> None:
+    """Print ``verify --json``'s document for an outcome without a verdict (stdout)."""
+    from seamharden.verify import VerifyJson
+
+    doc = VerifyJson(status="error", exit_code=exit_code, error=message, model=target)
+    click.echo(doc.model_dump_json(indent=2))
+
+
+class _VerifyCommand(click.Command):
+    """``verify``: with ``--json``, a usage error (unknown option, missing argument) prints the JSON too."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        json_asked = "--json" in args
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as err:
+            if json_asked:
+                _verify_error(None, err.format_message(), ExitCode.USAGE)
+            raise
+
+
+@contextmanager
+def _json_on_error(target: str, as_json: bool) -> Iterator[None]:
+    """With ``--json``, every way out without a verdict prints the JSON document first; the error is re-raised
+    (one line on stderr, or the traceback of an internal error)."""
+    from seamharden.errors import UserError
+
+    try:
+        yield
+    except UserError as err:
+        if as_json:
+            _verify_error(target, str(err), err.exit_code)
+        raise
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        if as_json:
+            _verify_error(target, "aborted", ExitCode.INTERRUPTED)
+        raise
+    except Exception as err:
+        if as_json:
+            _verify_error(target, f"internal error: {type(err).__name__}: {err}", ExitCode.INTERNAL)
+        raise
+
+
+@click.command("verify", cls=_VerifyCommand)
 @click.argument("target", metavar="MODEL_OR_DIR")
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option("--recipe", "recipe_name", default=None, metavar="NAME|PATH",
               help="Recipe to re-run [default: the directory's recipe.yaml, else the report's recipe].")
 @click.option("--base", default=None, metavar="BASE",
               help="Base model [default: base_model of seamharden.json]; required without a manifest.")
-@click.option("--json", "as_json", is_flag=True, help="Print status, reasons and figures as JSON on stdout.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON document on stdout for every outcome, errors included (docs/ci.md).")
 @click.option("--endpoint", default=None, metavar="URL", help="Hub URL [default: HF_ENDPOINT or huggingface.co].")
 @click.option("--revision", default=None, help="Hub revision of MODEL_OR_DIR when it is a Hub id.")
 def verify(target: str, overrides: tuple[str, ...], recipe_name: str | None, base: str | None, as_json: bool,
@@ -157,26 +201,35 @@ def verify(target: str, overrides: tuple[str, ...], recipe_name: str | None, bas
 
     MODEL_OR_DIR: an output directory of `seamharden protect`, or a Hub id published with
     `seamharden push` (downloaded, then every file is checked against seamharden.json). A
-    directory without seamharden.json needs --base. Any missing or changed file: exit 2.
+    model directory without seamharden.json needs --base (and --recipe without a recipe.yaml).
+    Any missing or changed file: exit 2. With --json, stdout holds one JSON document whatever
+    the outcome (schema: seamharden.verify.VerifyJson, docs/ci.md).
     """
-    from seamharden.hub.resolve import resolve_endpoint, resolve_token
-    from seamharden.manifest import MANIFEST
-    from seamharden.verify import verify as verify_target
+    with _json_on_error(target, as_json):
+        from seamharden.hub.resolve import resolve_endpoint, resolve_token
+        from seamharden.manifest import MANIFEST
+        from seamharden.verify import VerifyJson
+        from seamharden.verify import verify as verify_target
 
-    with _progress(_interactive() and not as_json) as progress:
-        outcome = verify_target(target, recipe=recipe_name, overrides=overrides, base=base,
-                                endpoint=resolve_endpoint(endpoint), revision=revision, token=resolve_token(),
-                                progress=progress)
-    payload = {"model": target, "folder": str(outcome.folder), "base_model": outcome.base_model,
-               "recipe": outcome.recipe_source, "files_checked": outcome.files_checked,
-               "recorded_status": outcome.recorded_status, "notes": outcome.notes,
-               **_verdict_payload(outcome.verdict)}
+        with _progress(_interactive() and not as_json) as progress:
+            outcome = verify_target(target, recipe=recipe_name, overrides=overrides, base=base,
+                                    endpoint=resolve_endpoint(endpoint), revision=revision, token=resolve_token(),
+                                    progress=progress)
+        code = int(EXIT_CODES[outcome.status])
+        doc = VerifyJson(status=outcome.status, exit_code=code, reasons=outcome.reasons, unmet=outcome.verdict.unmet,
+                         figures=_finite(outcome.figures), model=target, folder=str(outcome.folder),
+                         base_model=outcome.base_model, recipe=outcome.recipe_source,
+                         files_checked=outcome.files_checked, recorded_status=outcome.recorded_status,
+                         notes=outcome.notes)
     headline = (f"verdict: {outcome.status.upper()} (recorded: {outcome.recorded_status or 'none'}; "
                 f"{outcome.files_checked} files match {MANIFEST if outcome.manifest else '(no manifest)'})")
     lines = (_verdict_lines(outcome.verdict, headline) + [f"  note: {n}" for n in outcome.notes]
              + _run_table(outcome.result))
-    _emit(_finite(payload), lines, as_json)
-    return int(EXIT_CODES[outcome.status])
+    if as_json:
+        click.echo(doc.model_dump_json(indent=2))
+    else:
+        click.echo("\n".join(lines))
+    return code
 
 
 commands = [attack, verify]

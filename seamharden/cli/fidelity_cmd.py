@@ -89,7 +89,10 @@ def fidelity(model_dir: str, dtype: str, difference: str, policy: str, epsilon: 
     from seamharden.modeling import check_model_reference, default_device, load_model
     from seamharden.recipe.schema import ModelSection
 
-    if not Path(model_dir).expanduser().is_dir():
+    path = Path(model_dir).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"model {model_dir} is a file; pass a Hugging Face model directory")
+    if not path.is_dir():
         raise UserError(f"model {model_dir}: no such directory")
     check_model_reference(model_dir)
     loaded = load_model(model_dir, ModelSection(dtype=DTYPE_NAMES[dtype]), default_device())

@@ -49,6 +49,19 @@ def _batched_rows(ds) -> Iterator[dict]:
         yield from (dict(zip(keys, values, strict=True)) for values in zip(*batch.values(), strict=True))
 
 
+def _jsonl_rows(text: str, path_text: str) -> list:
+    """One JSON value per non-blank line; a parse error names the file's line (json's own says line 1)."""
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise UserError(f"cannot parse {path_text}: line {number} column {exc.colno}: {exc.msg}") from exc
+    return rows
+
+
 def _local_rows(path_text: str) -> list[dict]:
     """Rows of a local .json (array or object of rows/columns), .jsonl or .csv file."""
     path = Path(path_text).expanduser()
@@ -61,7 +74,7 @@ def _local_rows(path_text: str) -> list[dict]:
         if path.suffix.lower() == ".csv":
             return list(csv.DictReader(io.StringIO(text, newline="")))
         if path.suffix.lower() == ".jsonl":
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
+            return _jsonl_rows(text, path_text)
         data = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError, csv.Error) as exc:
         raise UserError(f"cannot parse {path_text}: {_one_line(exc)}") from exc

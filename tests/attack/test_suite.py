@@ -55,11 +55,16 @@ def test_attack_batches_mix_and_steps():
 def test_attack_lowers_harmful_loss(tiny_llama_dir):
     seen = []
     result = run_attacks(str(tiny_llama_dir), _recipe(), eval_settings=SMALL_EVAL, gradients=False,
-                         progress=lambda d, done, total: seen.append((done, total)))
+                         progress=lambda d, done, total: seen.append((done, total, d)))
     (run,) = result.runs
     assert [p.step for p in run.points] == [0, 5, 10]
     assert run.final.harmful_loss < 0.85 * run.start.harmful_loss
-    assert seen[-1] == (10, 10)
+    assert seen[-1][:2] == (10, 10)
+    # the live view (issue 17): attack i of n, the step, and the last evaluation's losses
+    described = {done: d for done, _, d in seen}
+    assert "attack 1 of 1" in described[3] and "step 3/10" in described[3]
+    assert f"harmful {run.points[0].harmful_loss:.3g} benign {run.points[0].benign_loss:.3g} (step 0)" in described[3]
+    assert f"harmful {run.points[1].harmful_loss:.3g} benign {run.points[1].benign_loss:.3g} (step 5)" in described[5]
 
 
 def test_lora_attack_leaves_base_weights(tiny_llama_dir):

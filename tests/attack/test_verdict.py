@@ -156,3 +156,39 @@ def test_result_json_round_trip_with_non_finite_values():
     back = SuiteResult.model_validate_json(res.model_dump_json())
     assert back == res
     assert verdict(back, CRIT) == verdict(res, CRIT)
+
+
+def _with_accuracy(r, accuracy):
+    """``r`` with every point's benign accuracy set to ``accuracy``."""
+    return r.model_copy(update={"points": [p.model_copy(update={"benign_accuracy": accuracy}) for p in r.points]})
+
+
+PASSING_HARD = run("hardened", [3.2, 3.0, 2.9], [2.1, 2.1, 2.2])
+
+
+def test_fail_when_benign_accuracy_fell_beyond_budget_though_loss_kept():
+    """Issue 17 item 1: a collapsed hardening keeps its loss but loses its accuracy (0.75 -> 0.5)."""
+    v = verdict(suite(_with_accuracy(BASE, 0.75), _with_accuracy(PASSING_HARD, 0.5)), CRIT)
+    assert v.status == "fail", v.reasons
+    assert v.figures.accuracy_drop == pytest.approx(0.25)
+    assert v.figures.utility_drop == pytest.approx(0.05)
+    assert any("benign accuracy NOT kept" in r for r in v.unmet)
+
+
+def test_accuracy_within_budget_or_unscored_keeps_the_pass():
+    within = verdict(suite(_with_accuracy(BASE, 0.75), _with_accuracy(PASSING_HARD, 0.625)), CRIT)
+    assert within.status == "pass", within.reasons
+    assert within.figures.accuracy_drop == pytest.approx(0.125)
+    assert any("benign accuracy kept" in r for r in within.reasons)
+    unscored = verdict(suite(BASE, PASSING_HARD), CRIT)
+    assert unscored.status == "pass" and unscored.figures.accuracy_drop is None
+    assert not any("benign accuracy" in r for r in unscored.reasons)
+
+
+def test_accuracy_budget_is_a_validated_criterion():
+    assert Criteria().max_accuracy_drop == pytest.approx(0.15)
+    tight = Criteria(max_accuracy_drop=0.1)
+    assert verdict(suite(_with_accuracy(BASE, 0.75), _with_accuracy(PASSING_HARD, 0.625)), tight).status == "fail"
+    for bad in (-0.1, 1.5, math.nan):
+        with pytest.raises(ValidationError):
+            Criteria(max_accuracy_drop=bad)

@@ -89,3 +89,11 @@ def test_missing_directory_is_one_line_exit_2(capsys, tmp_path):
     code, out, err = _run(capsys, tmp_path / "nope")
     assert code == ExitCode.USAGE == 2
     assert err.startswith("error:") and err.strip().count("\n") == 0 and "no such directory" in err
+
+
+def test_a_file_is_named_a_file_not_a_missing_directory(capsys, tmp_path):
+    """Issue 17 item 11: `fidelity FILE` said "no such directory"."""
+    (tmp_path / "model.safetensors").write_bytes(b"x")
+    code, _, err = _run(capsys, tmp_path / "model.safetensors")
+    assert code == ExitCode.USAGE
+    assert err.strip().count("\n") == 0 and "is a file" in err and "no such directory" not in err

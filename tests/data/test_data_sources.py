@@ -171,3 +171,11 @@ def test_fingerprint_is_canonical_and_sensitive():
     assert fingerprint(a) == fingerprint([{"response": "y", "prompt": "x"}])
     assert fingerprint(a) != fingerprint([{"prompt": "x", "response": "y!"}])
     assert len(fingerprint(a)) == 64
+
+
+def test_jsonl_parse_error_names_the_right_line(tmp_path):
+    """Issue 17 item 11: json's own message says line 1 for a fault on the file's line 3."""
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"prompt": "a", "response": "b"}\n\n{"prompt": "c", "response": }\n')
+    with pytest.raises(UserError, match=r"d\.jsonl: line 3 column 29: Expecting value$"):
+        load_records(DataSource(kind="local", path=str(path)))

@@ -20,6 +20,7 @@ import yaml
 
 from seamharden.hub.publish import FORCED_MARKER, FORCED_TAG
 from seamharden.manifest import read_manifest, verify_files
+from seamharden.verify import VerifyJson
 from tests.hub.outputs import TOKEN, files_containing, standard_hub, tree_bytes
 
 REPO = "alice/tiny-seam"
@@ -67,7 +68,7 @@ def published(hub, tiny_llama_dir, workdir) -> dict:
     first = run_cli(["protect", *args], hf_home, workdir)
     requests_after_first = list(hub.state.requests)
     record = {"hf_home": hf_home, "first": first, "first_out": first_out, "requests_after_first": requests_after_first,
-              "forced": None, "out": first_out, "runs": [first]}
+              "forced": None, "out": first_out, "runs": [first], "base": str(Path(tiny_llama_dir).resolve())}
     verdict = read_manifest(first_out)["smoke_test"]["verdict"] if (first_out / "seamharden.json").is_file() else None
     record["first_verdict"] = verdict
     if verdict != "pass":
@@ -79,8 +80,10 @@ def published(hub, tiny_llama_dir, workdir) -> dict:
 
 @pytest.fixture(scope="module")
 def verified(published, hub, workdir):
-    """``verify REPO --json`` against the pushed repo, with the HF_HOME the pushes used."""
-    result = run_cli(["verify", REPO, "--endpoint", hub.url, "--json"], published["hf_home"], workdir)
+    """``verify REPO --json`` against the pushed repo, with the HF_HOME the pushes used; its base was a local
+    directory, published without its path, so it is passed with --base."""
+    result = run_cli(["verify", REPO, "--endpoint", hub.url, "--base", published["base"], "--json"],
+                     published["hf_home"], workdir)
     published["runs"].append(result)
     return result
 
@@ -97,6 +100,18 @@ def tampered(published, hub, workdir):
         hub.state.tampered.clear()
     published["runs"].append(result)
     return result, hf_home
+
+
+def files_containing_bytes(files: dict[str, bytes], needle: str) -> list[str]:
+    return [name for name, data in files.items() if needle.encode() in data]
+
+
+def sha256_bytes(data: bytes) -> str:
+    return __import__("hashlib").sha256(data).hexdigest()
+
+
+def tiny_llama_path(published) -> str:
+    return published["base"]
 
 
 def test_protect_push_is_gated_by_the_smoke_test_verdict(published, hub):
@@ -134,15 +149,23 @@ def test_protect_push_is_gated_by_the_smoke_test_verdict(published, hub):
         head = hub.state.repos[REPO].branches["main"]
         assert summary["pushed"] == f"{hub.url}/{REPO}/commit/{head}"
 
-    # What is on the Hub is exactly OUT, byte for byte (plus the Hub's own .gitattributes), in one commit.
+    # What is on the Hub is OUT's files (plus the Hub's own .gitattributes), in one commit: byte for byte,
+    # except the text files that named the local base or OUT by path (issue 17: published as "a local
+    # model (config sha256 ...)" and the repo id) and, when forced, the card and manifest notes.
     remote = hub.state.files(REPO)
     local = tree_bytes(out)
     assert set(remote) - {".gitattributes"} == set(local)
-    assert all(remote[name] == data for name, data in local.items()), \
-        [name for name, data in local.items() if remote[name] != data]
+    rewritten = sorted(name for name, data in local.items() if remote[name] != data)
+    assert set(rewritten) <= {"README.md", "recipe.yaml", "report.json", "report.md", "seamharden.json"}, rewritten
+    assert files_containing_bytes(remote, str(Path(tiny_llama_path(published)).parent)) == []
+    assert files_containing_bytes(remote, str(out.resolve())) == []
+    remote_manifest = json.loads(remote["seamharden.json"])
+    assert remote_manifest["base_model"].startswith("a local model (config sha256 ")
+    assert all(sha256_bytes(remote[name]) == digest for name, digest in remote_manifest["files"].items())
     assert hub.state.commit_count() == 1
     out_manifest = read_manifest(out)
     assert verify_files(out, out_manifest) == []
+    assert out_manifest["base_model"] == tiny_llama_path(published)  # locally: the absolute path
     card = remote["README.md"].decode()
     remote_smoke = json.loads(remote["seamharden.json"])["smoke_test"]
     out_verdict = out_manifest["smoke_test"]["verdict"]
@@ -168,6 +191,7 @@ def test_verify_hub_id_downloads_checks_and_reruns(published, verified, hub):
     assert payload["files_checked"] == len(remote_manifest["files"])
     assert payload["recorded_status"] == remote_manifest["smoke_test"]["verdict"]
     assert payload["recipe"] == "recipe.yaml"
+    assert not any("recipe" in note for note in payload["notes"])  # the published recipe_hash is its recipe's
     folder = Path(payload["folder"])
     assert folder.is_relative_to(published["hf_home"])  # downloaded into the Hugging Face cache
     assert tree_bytes(folder) == hub.state.files(REPO)
@@ -177,7 +201,8 @@ def test_verify_hub_id_downloads_checks_and_reruns(published, verified, hub):
 def test_verify_rejects_a_tampered_download(tampered):
     result, _ = tampered
     assert result.returncode == 2, result.stderr
-    assert result.stdout == ""
+    doc = VerifyJson.model_validate_json(result.stdout)  # --json: the error as a document too (issue 17)
+    assert doc.status == "error" and doc.exit_code == 2 and "changed: model.safetensors" in doc.error
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert REPO in lines[0] and "changed: model.safetensors" in lines[0]

@@ -84,6 +84,7 @@ def test_smoke_test_not_passed_is_refused(loopback, tiny_llama_dir, tmp_path, ve
 
 def test_forced_push_says_so_in_card_and_manifest(loopback, tiny_llama_dir, tmp_path):
     folder = make_output_dir(tiny_llama_dir, tmp_path / "out", verdict="fail")
+    local_before = tree_bytes(folder)
     push_folder(_api(loopback), folder, "acme/tiny", force=True)
 
     fetched = fetch_and_verify("acme/tiny", endpoint=loopback.url, token=None, cache_dir=tmp_path / "cache")
@@ -92,10 +93,29 @@ def test_forced_push_says_so_in_card_and_manifest(loopback, tiny_llama_dir, tmp_
     assert FORCED_TAG in card.data.tags and card.data.license == "apache-2.0"
     manifest = json.loads((fetched / MANIFEST).read_text())
     assert manifest["smoke_test"] == {"ran": True, "verdict": "fail", "forced": True}
-    assert (folder / "README.md").read_bytes() == (fetched / "README.md").read_bytes()
+    # issue 17 item 6: the notes are in the commit only; the local directory is as protect left it
+    assert tree_bytes(folder) == local_before
+    assert read_manifest(folder)["smoke_test"]["forced"] is False
 
     push_folder(_api(loopback), folder, "acme/tiny", force=True)
-    assert (folder / "README.md").read_text().count(FORCED_MARKER) == 1
+    assert loopback.state.files("acme/tiny")["README.md"].decode().count(FORCED_MARKER) == 1
+    assert tree_bytes(folder) == local_before
+
+
+def test_forced_push_that_fails_leaves_the_directory_unchanged(loopback, tiny_llama_dir, tmp_path):
+    """Issue 17 item 6: an unreachable Hub or a refused commit: nothing published, nothing rewritten."""
+    folder = make_output_dir(tiny_llama_dir, tmp_path / "out", verdict=None)
+    before = tree_bytes(folder)
+    loopback.state.fail_commit = 500
+    with pytest.raises(UserError, match="HTTP 500"):
+        push_folder(_api(loopback), folder, "acme/tiny", force=True)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        refusing = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with pytest.raises(UserError, match="cannot reach the Hub"):
+        push_folder(HfApi(endpoint=refusing, token=TOKEN), folder, "acme/tiny", force=True)
+    assert tree_bytes(folder) == before
+    assert FORCED_MARKER not in (folder / "README.md").read_text()
 
 
 def test_bad_token_is_a_clear_401(loopback, output_dir):
@@ -146,3 +166,37 @@ def test_fetch_detects_tampered_file(loopback, output_dir, tmp_path):
 def test_fetch_of_a_repo_without_manifest(loopback, tmp_path):
     with pytest.raises(UserError, match="has no seamharden.json"):
         fetch_and_verify("bob/model", endpoint=loopback.url, token=None, cache_dir=tmp_path)
+
+
+def test_a_local_base_and_the_output_path_are_never_published(loopback, tiny_llama_dir, tmp_path):
+    """Issue 17 item 5: card, report.md/json, recipe.yaml and seamharden.json as pushed name no local path;
+    the local base is "a local model" with its config hash, the output directory is the repo id."""
+    from seamharden.manifest import write_manifest
+    from seamharden.references import config_sha256
+
+    folder = make_output_dir(tiny_llama_dir, tmp_path / "out")
+    base = str(tiny_llama_dir.resolve())
+    (folder / "README.md").write_text(f"---\nbase_model: {base}\nlicense: apache-2.0\ntags:\n- seamharden\n---\n"
+                                      f"# out: SEAM-hardened {base}\n\nThis model is `{base}` hardened.\n")
+    (folder / "report.md").write_text(f"- base model: `{base}`\n- hardened: `{folder}`\n")
+    (folder / "report.json").write_text(json.dumps({"base_model": base, "verdict": "pass", "results": {
+        "base_model": base, "hardened_model": str(folder)}}))
+    (folder / "recipe.yaml").write_text(f"model:\n  name_or_path: {base}\n")
+    write_manifest(folder, base_model=base, base_revision=None, recipe_hash="h", data_fingerprints={},
+                   smoke_test={"verdict": "pass"})
+    before = tree_bytes(folder)
+
+    push_folder(_api(loopback), folder, "acme/tiny")
+    remote = loopback.state.files("acme/tiny")
+    public = f"a local model (config sha256 {config_sha256(tiny_llama_dir)[:12]})"
+    leaks = [rel for rel, data in remote.items() if str(tmp_path).encode() in data]
+    assert leaks == []
+    manifest = json.loads(remote[MANIFEST])
+    assert manifest["base_model"] == public
+    assert json.loads(remote["report.json"])["results"] == {"base_model": public, "hardened_model": "acme/tiny"}
+    assert f"This model is `{public}` hardened." in remote["README.md"].decode()
+    card = ModelCard(remote["README.md"].decode())
+    assert card.data.base_model is None and card.data.license == "apache-2.0"
+    assert tree_bytes(folder) == before  # nothing rewritten locally
+    fetched = fetch_and_verify("acme/tiny", endpoint=loopback.url, token=None, cache_dir=tmp_path / "cache")
+    assert read_manifest(fetched)["base_model"] == public  # the published set verifies against its manifest
