@@ -93,11 +93,12 @@ def test_a_refused_resume_says_what_differs(in_workdir, tiny_llama_dir):
     started = _started(in_workdir / "out", model_ref, recipe)
     other = str(tiny_llama_dir.resolve())
     with pytest.raises(UserError, match=f"started with the model {model_ref}, not {other}"):
-        prepare_output_dir(in_workdir / "out", other, recipe_hash(started), True, started)
+        prepare_output_dir(in_workdir / "out", other, recipe_hash(started), True, recipe=started)
     changed = load_recipe("tiny", [*FAST, "train.lr=0.5", "seam.beta=0.25"])
     changed = changed.model_copy(update={"model": changed.model.model_copy(update={"name_or_path": model_ref})})
-    with pytest.raises(UserError, match="recipe differs from the one it was started with in seam.beta, train.lr$"):
-        prepare_output_dir(in_workdir / "out", model_ref, recipe_hash(changed), True, changed)
+    with pytest.raises(UserError, match=r"recipe differs from the one it was started with in seam.beta, train.lr "
+                                        r"\(only train.lr may change on --resume\)$"):
+        prepare_output_dir(in_workdir / "out", model_ref, recipe_hash(changed), True, recipe=changed)
 
 
 def test_resume_through_protect_with_another_spelling(in_workdir, monkeypatch):
