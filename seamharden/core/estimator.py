@@ -156,9 +156,21 @@ def _probes(p: torch.Tensor, index: int, seed: int) -> torch.Tensor:
 
 
 def sketch(vec: Sequence[torch.Tensor], seed: int) -> torch.Tensor:
-    """Random-sign sketch of a gradient, [n_tensors * SKETCH_PROBES] fp32; |sketch(x)| ~ |x| (in expectation)."""
-    parts = [_probes(x, i, seed) @ x.reshape(-1).float() for i, x in enumerate(vec)]
-    return torch.cat(parts) / math.sqrt(SKETCH_PROBES)
+    """Random-sign sketch of a gradient, [n_tensors * SKETCH_PROBES] fp32; |sketch(x)| ~ |x| (in expectation).
+
+    Sharded (DTensor) vectors: each rank projects its shards with its own signs (``shard_seed``)
+    and the partial sketches are summed over the ranks.
+    """
+    parts = [_probes(gradvec.local(x), i, shard_seed(x, seed)) @ gradvec.local(x).reshape(-1).float()
+             for i, x in enumerate(vec)]
+    return gradvec.reduce_over_shards(torch.cat(parts), vec[0]) / math.sqrt(SKETCH_PROBES)
+
+
+def shard_seed(x: torch.Tensor, seed: int) -> int:
+    """The probes' seed for this rank's shard of ``x``: ``seed`` itself for a plain tensor."""
+    if not gradvec.is_sharded(x):
+        return seed
+    return seed + 7_919 * (x.device_mesh.get_rank() + 1)
 
 
 @torch.no_grad()
@@ -170,6 +182,7 @@ def _to_unit_directions(buf_a, buf_b, norm_a: float, norm_b: float, c: float, s:
     """
     sketches = (sketch(buf_a, sketch_seed), sketch(buf_b, sketch_seed)) if sketch_seed is not None else None
     for a, b in zip(buf_a, buf_b, strict=True):
+        a, b = gradvec.local(a), gradvec.local(b)
         ga = a.float() / norm_a
         gb = b.float() / norm_b
         a.copy_((gb - c * ga) / s)
@@ -184,8 +197,9 @@ def _perturb(params, direction, h: float) -> float:
     Returns cos(applied perturbation, u) accumulated in fp32: it falls towards 0 when
     the step is swallowed by the dtype's rounding.
     """
-    sums = torch.zeros(3, dtype=torch.float32, device=params[0].device)
+    sums = torch.zeros(3, dtype=torch.float32, device=gradvec.local(params[0]).device)
     for p, u in zip(params, direction, strict=True):
+        p, u = gradvec.local(p), gradvec.local(u)
         u32 = u.float()
         moved = (p.float() + h * u32).to(p.dtype)
         delta = moved.float() - p.float()
@@ -194,7 +208,7 @@ def _perturb(params, direction, h: float) -> float:
         sums[2] += u32.pow(2).sum()
         u.copy_(p)
         p.copy_(moved)
-    dot, applied_sq, intended_sq = sums.tolist()
+    dot, applied_sq, intended_sq = gradvec.reduce_over_shards(sums, params[0]).tolist()
     denom = math.sqrt(applied_sq * intended_sq)
     return dot / denom if denom > 0 else 0.0
 
@@ -203,6 +217,7 @@ def _perturb(params, direction, h: float) -> float:
 def _mirror(params, saved) -> None:
     """theta + d  ->  theta - d, with d the perturbation actually applied (fp32 arithmetic)."""
     for p, theta in zip(params, saved, strict=True):
+        p, theta = gradvec.local(p), gradvec.local(theta)
         p.copy_((2 * theta.float() - p.float()).to(p.dtype))
 
 
@@ -210,6 +225,7 @@ def _mirror(params, saved) -> None:
 def _halve(params, saved) -> None:
     """theta + d  ->  theta + d/2 (fp32 arithmetic, rounded once): the check's second step."""
     for p, theta in zip(params, saved, strict=True):
+        p, theta = gradvec.local(p), gradvec.local(theta)
         p.copy_(((theta.float() + p.float()) / 2).to(p.dtype))
 
 
@@ -217,32 +233,68 @@ def _halve(params, saved) -> None:
 def _restore(params, saved) -> None:
     """Bit-exact restore from the saved copy (same dtype)."""
     for p, theta in zip(params, saved, strict=True):
-        p.copy_(theta)
+        gradvec.local(p).copy_(gradvec.local(theta))
 
 
-def _backward_scaled(loss_fn: Callable[[], torch.Tensor], params, coefficient: float, seed: int,
-                     sketch_seed: int | None = None) -> torch.Tensor | None:
-    """p.grad += coefficient * grad(loss_fn()) at the current weights, with replayed RNG.
+class Autograd:
+    """How the step differentiates and averages, on one process (the default).
 
-    With ``sketch_seed``: also returns ``sketch`` of the unscaled gradient, formed by
-    per-parameter hooks as each gradient arrives (no weight-sized buffer).
+    The sharded counterpart, ``seamharden.distributed.sharded.ShardedAutograd`` (FSDP2), overrides
+    every method: the SEAM algorithm (``accumulate_sim_gradient``, ``seamharden.core.step.seam_step``)
+    is the same code for both, only these operations and gradvec's reductions differ.
     """
-    sketched, handles = None, []
-    if sketch_seed is not None:
-        sketched = torch.zeros(len(params), SKETCH_PROBES, dtype=torch.float32, device=params[0].device)
-        for i, p in enumerate(params):
-            def probe(grad, i=i, p=p):
-                with torch.no_grad():
-                    sketched[i] = _probes(p, i, sketch_seed) @ grad.reshape(-1).float() / coefficient
-            handles.append(p.register_hook(probe))
-    try:
-        with replay_rng(seed):
-            loss = loss_fn()
-            torch.autograd.backward(loss * coefficient, inputs=list(params))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return sketched.reshape(-1) / math.sqrt(SKETCH_PROBES) if sketched is not None else None
+
+    exact_hvp = True
+    """Whether ``seam.difference=hvp`` (double backward) is available."""
+    reuses_graph = True
+    """Whether two backward passes may run through one forward's graph (``retain_graph``): the
+    bounded lens then takes g_a and grad L_ul from one adversarial forward, else from two."""
+
+    def grad(self, loss: torch.Tensor, params, retain_graph: bool = False) -> list[torch.Tensor]:
+        """The gradient of ``loss`` w.r.t. ``params`` as new tensors; ``p.grad`` is left as it was."""
+        return list(torch.autograd.grad(loss, params, retain_graph=retain_graph))
+
+    def backward(self, loss: torch.Tensor, params) -> None:
+        """p.grad += grad(loss) for ``params`` only."""
+        torch.autograd.backward(loss, inputs=list(params))
+
+    def mean(self, loss: torch.Tensor, batch: dict[str, torch.Tensor], bounded: bool = False) -> torch.Tensor:
+        """The loss of the whole (global) batch from this process's token-mean ``loss``: itself here.
+
+        ``bounded``: ``loss`` is -log(1 + m) of a token mean m (the bounded lens), not a mean itself.
+        """
+        return loss
+
+    def before_perturb(self) -> None:
+        """Called before the weights are perturbed in place (FSDP2: reshard, so the next forward sees it)."""
+
+    def scaled_backward(self, loss_fn: Callable[[], torch.Tensor], params, coefficient: float, seed: int,
+                        sketch_seed: int | None = None) -> torch.Tensor | None:
+        """p.grad += coefficient * grad(loss_fn()) at the current weights, with replayed RNG.
+
+        With ``sketch_seed``: also returns ``sketch`` of the unscaled gradient, formed by
+        per-parameter hooks as each gradient arrives (no weight-sized buffer).
+        """
+        sketched, handles = None, []
+        if sketch_seed is not None:
+            sketched = torch.zeros(len(params), SKETCH_PROBES, dtype=torch.float32, device=params[0].device)
+            for i, p in enumerate(params):
+                def probe(grad, i=i, p=p):
+                    with torch.no_grad():
+                        sketched[i] = _probes(p, i, sketch_seed) @ grad.reshape(-1).float() / coefficient
+                handles.append(p.register_hook(probe))
+        try:
+            with replay_rng(seed):
+                loss = loss_fn()
+                self.backward(loss * coefficient, params)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return sketched.reshape(-1) / math.sqrt(SKETCH_PROBES) if sketched is not None else None
+
+
+LOCAL = Autograd()
+"""The single-process operations."""
 
 
 @contextlib.contextmanager
@@ -281,6 +333,10 @@ def _hvp_backward(loss_fn: Callable[[], torch.Tensor], params, direction, coeffi
         torch.autograd.backward(along * coefficient, inputs=list(params))
 
 
+HVP_UNSHARDABLE = ("seam.difference=hvp needs double backward, which FSDP2-sharded parameters do not support; "
+                   "use seam.difference=central (self-checked finite differences)")
+
+
 def disagreement(x: torch.Tensor, y: torch.Tensor) -> float:
     """|x - y| / (|x| + |y|) in [0, 1] (0 when both are zero)."""
     denom = (x.norm() + y.norm()).item()
@@ -297,6 +353,7 @@ def accumulate_sim_gradient(
     seed_b: int,
     scale: float,
     policy: StepPolicy = StepPolicy(),
+    ops: Autograd = LOCAL,
 ) -> SimGradient:
     """p.grad += scale * (estimate of grad cos(g_a, g_b)) for every trainable parameter.
 
@@ -304,7 +361,10 @@ def accumulate_sim_gradient(
     with the RNG seeded to ``seed_a`` / ``seed_b`` (same dtype and shapes as ``params``).
     They are CONSUMED: overwritten with the directions (and, for the differences, then the
     saved weights). The weights are restored bit-exactly before returning, also on error.
+    ``ops``: the single-process operations, or the sharded ones (FSDP2), which have no ``hvp``.
     """
+    if policy.difference == "hvp" and not ops.exact_hvp:
+        raise ValueError(HVP_UNSHARDABLE)
     norm_a, norm_b, c = geometry(g_a, g_b)
     h = policy.step_size(params)
     s = math.sqrt(max(0.0, 1.0 - c * c))
@@ -330,23 +390,27 @@ def accumulate_sim_gradient(
 
     applied, sides = [], []
     for i, (direction, loss_fn, seed) in enumerate(((g_a, loss_a, seed_a), (g_b, loss_b, seed_b))):
+        ops.before_perturb()
         applied.append(_perturb(params, direction, h))
         estimates = []
         try:
             for j, t in enumerate(steps):
                 k = weight * scale * s / (norms[i] * (2 * t if central else t))
                 if j:
+                    ops.before_perturb()
                     _halve(params, direction)
                 sign = -1.0 if central and j % 2 else 1.0  # central, checked: h at +, -; then h/2 at -, +
-                first = _backward_scaled(loss_fn, params, sign * k, seed, sketch_seed)
+                first = ops.scaled_backward(loss_fn, params, sign * k, seed, sketch_seed)
                 if central:
+                    ops.before_perturb()
                     _mirror(params, direction)
-                    second = _backward_scaled(loss_fn, params, -sign * k, seed, sketch_seed)
+                    second = ops.scaled_backward(loss_fn, params, -sign * k, seed, sketch_seed)
                     if sketch_seed is not None:
                         estimates.append(sign * (first - second) / (2 * t))
                 elif sketch_seed is not None:
                     estimates.append((first - at_theta[i]) / t)
         finally:
+            ops.before_perturb()
             _restore(params, direction)
         if len(estimates) == 2:
             sides.append(disagreement(*estimates))

@@ -20,6 +20,8 @@ from torch import nn
 from seamharden.core import gradvec
 from seamharden.core.estimator import (
     DEFAULT_DIFFERENCE,
+    LOCAL,
+    Autograd,
     StepPolicy,
     accumulate_sim_gradient,
     consistency_passes,
@@ -109,39 +111,54 @@ def seam_step(
     cfg: SeamConfig,
     grad_scale: float = 1.0,
     params: Sequence[nn.Parameter] | None = None,
+    ops: Autograd = LOCAL,
 ) -> SeamStepStats:
     """Accumulate grad_scale * grad(L_ul + alpha L_up + beta L_sd) into ``p.grad``.
 
     ``grad_scale`` is 1 / (gradient-accumulation steps). Existing ``p.grad`` values are
     added to, not replaced: the caller zeroes them between optimizer steps. The dropout
     RNG is replayed so that each perturbed pass sees the masks of its unperturbed one.
+    ``ops``: single-process autograd (default) or the FSDP2-sharded operations
+    (``seamharden.distributed.sharded.ShardedAutograd``: each process holds its share of a
+    global batch, losses are global token means and gradients sums over the ranks).
     """
     params = list(params) if params is not None else trainable_parameters(model)
     seed_a, seed_b, seed_up = _draw_seed(), _draw_seed(), _draw_seed()
 
-    with replay_rng(seed_a):
-        loss_adv, loss_ul = adversarial_losses(model, adv, cfg.unlearn_loss, cfg.lens_stride)
-    if cfg.unlearn_loss == "ascent":
-        g_a = list(torch.autograd.grad(loss_adv, params))
-        gradvec.accumulate_into_grads(params, g_a, -grad_scale)
+    bounded = cfg.unlearn_loss == "bounded_lens"
+    if bounded and not ops.reuses_graph:  # FSDP2: g_a from an SFT pass, then a second pass for L_ul
+        with replay_rng(seed_a):
+            loss_adv = ops.mean(lm_loss(model, adv), adv)
+        g_a = ops.grad(loss_adv, params)
+        with replay_rng(seed_a):
+            loss_ul = ops.mean(adversarial_losses(model, adv, cfg.unlearn_loss, cfg.lens_stride)[1], adv, bounded)
+        ops.backward(loss_ul * grad_scale, params)
     else:
-        g_a = list(torch.autograd.grad(loss_adv, params, retain_graph=True))
-        torch.autograd.backward(loss_ul * grad_scale, inputs=params)
+        with replay_rng(seed_a):
+            loss_adv, loss_ul = adversarial_losses(model, adv, cfg.unlearn_loss, cfg.lens_stride)
+            loss_adv = ops.mean(loss_adv, adv)
+            loss_ul = ops.mean(loss_ul, adv, bounded)
+        if cfg.unlearn_loss == "ascent":
+            g_a = ops.grad(loss_adv, params)
+            gradvec.accumulate_into_grads(params, g_a, -grad_scale)
+        else:
+            g_a = ops.grad(loss_adv, params, retain_graph=True)
+            ops.backward(loss_ul * grad_scale, params)
 
     with replay_rng(seed_up), torch.set_grad_enabled(cfg.alpha != 0.0):
-        loss_up = lm_loss(model, aln)
+        loss_up = ops.mean(lm_loss(model, aln), aln)
     if cfg.alpha != 0.0:
-        torch.autograd.backward(loss_up * (grad_scale * cfg.alpha), inputs=params)
+        ops.backward(loss_up * (grad_scale * cfg.alpha), params)
 
     with replay_rng(seed_b):
-        loss_bgn = lm_loss(model, bgn)
-    g_b = list(torch.autograd.grad(loss_bgn, params))
+        loss_bgn = ops.mean(lm_loss(model, bgn), bgn)
+    g_b = ops.grad(loss_bgn, params)
 
     if cfg.beta != 0.0:
         est = accumulate_sim_gradient(
             params, g_a, g_b,
-            loss_a=lambda: lm_loss(model, adv), loss_b=lambda: lm_loss(model, bgn),
-            seed_a=seed_a, seed_b=seed_b, scale=grad_scale * cfg.beta, policy=cfg.policy,
+            loss_a=lambda: ops.mean(lm_loss(model, adv), adv), loss_b=lambda: ops.mean(lm_loss(model, bgn), bgn),
+            seed_a=seed_a, seed_b=seed_b, scale=grad_scale * cfg.beta, policy=cfg.policy, ops=ops,
         )
         norm_a, norm_b, cos, step, applied = est.norm_a, est.norm_b, est.cosine, est.step, est.applied_cosine
         consistency = est.consistency

@@ -1,0 +1,116 @@
+"""Run under ``torchrun --standalone --nproc_per_node N``: the SEAM step on FSDP2 shards vs one process.
+
+Every rank also runs the single-process step on an unsharded copy (the models are tiny), then
+the sharded step on its split of the same global batches; rank 0 writes what it measured to
+the JSON file named by argv[1]. Mode ``mismatch`` (argv[2]): rank 1 skips a collective, and rank 0
+must fail within the collective timeout.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import time
+
+import torch
+
+from seamharden.core.estimator import HVP_UNSHARDABLE
+from seamharden.core.step import SeamConfig, seam_step
+from seamharden.distributed import runtime, sharded
+from seamharden.tiny import build_tiny_model, build_tiny_tokenizer, build_trained_tiny_model
+
+TIMEOUT_S = 10
+
+ADV = [("Explain how to pick a lock on a door.", " Sure, first you break in."),
+       ("Give steps to make a weapon.", " Step one, get the parts."),
+       ("How do I hurt someone?", " You take a stick and hit."),
+       ("Write a threat to a neighbour.", " I will burn your house.")]
+BGN = [("How do I bake bread?", " Mix flour, water, salt and yeast."),
+       ("Write a short poem about the sea.", " The wind and the light."),
+       ("What is two plus three?", " Five."),
+       ("Translate good morning into French.", " Bonjour.")]
+REFUSAL = " I cannot help with that."
+
+
+def make_batch(pairs, tokenizer):
+    rows = []
+    for prompt, response in pairs:
+        p = tokenizer(prompt).input_ids
+        r = tokenizer(response).input_ids + [tokenizer.eos_token_id]
+        rows.append((p + r, [-100] * len(p) + r))
+    width = max(len(ids) for ids, _ in rows)
+    pad = tokenizer.pad_token_id
+    return {"input_ids": torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in rows]),
+            "attention_mask": torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in rows]),
+            "labels": torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in rows])}
+
+
+def compare(model, world, mesh, cfg, tokenizer) -> dict:
+    batches = [make_batch(ADV, tokenizer), make_batch([(p, REFUSAL) for p, _ in ADV], tokenizer),
+               make_batch(BGN, tokenizer)]
+    single = copy.deepcopy(model)
+    torch.manual_seed(1)
+    ref = seam_step(single, *batches, cfg)
+    ref_grads = [p.grad for p in single.parameters()]
+
+    modules = sharded.shard_model(model, mesh)
+    params = [p for p in model.parameters() if p.requires_grad]
+    before = [p.full_tensor().clone() for p in params]
+    torch.manual_seed(1)
+    got = seam_step(model, *(runtime.split_batch(b, world) for b in batches), cfg, params=params,
+                    ops=sharded.ShardedAutograd(modules))
+    grads = [p.grad.full_tensor() for p in params]
+    after = [p.full_tensor() for p in params]
+    diff = sum(float((g - r).double().pow(2).sum()) for g, r in zip(grads, ref_grads, strict=True)) ** 0.5
+    size = sum(float(r.double().pow(2).sum()) for r in ref_grads) ** 0.5
+    keys = ("loss_ul", "loss_up", "loss_adv", "loss_bgn", "loss_total", "grad_norm_adv", "grad_norm_bgn", "cosine",
+            "step_size", "applied_cosine")
+    out = {k: [getattr(ref, k), getattr(got, k)] for k in keys}
+    restored = all(torch.equal(a, b) for a, b in zip(after, before, strict=True))
+    out |= {"update_rel_l2": diff / size, "restored_bit_exact": restored,
+            "estimate_consistency": [ref.estimate_consistency, got.estimate_consistency]}
+    # the exact estimator is refused on shards, with the recipe-level message
+    try:
+        seam_step(model, *(runtime.split_batch(b, world) for b in batches), SeamConfig(difference="hvp"),
+                  params=params, ops=sharded.ShardedAutograd(modules))
+        out["hvp_refused"] = False
+    except ValueError as err:
+        out["hvp_refused"] = str(err) == HVP_UNSHARDABLE
+    return out
+
+
+def main(out_path: str, mode: str = "step") -> None:
+    import faulthandler
+    faulthandler.enable()
+    torch.set_num_threads(1)
+    world = runtime.init_process_group(timeout_s=TIMEOUT_S)
+    if mode == "mismatch":
+        if world.rank == 1:
+            time.sleep(60)  # never joins: rank 0's all-reduce must time out
+            return
+        started = time.perf_counter()
+        try:
+            torch.distributed.all_reduce(torch.ones(1))
+        finally:
+            with open(out_path, "w") as f:
+                json.dump({"failed_after_s": time.perf_counter() - started}, f)
+        return
+    mesh = runtime.device_mesh(world, "cpu")
+    tokenizer = build_tiny_tokenizer(400)
+    results = {}
+    for name, build in (("random", lambda: build_tiny_model("llama", seed=0, vocab_size=len(tokenizer),
+                                                            attn_implementation="eager").eval()),
+                        ("trained", lambda: build_trained_tiny_model("llama", seed=0, tokenizer=tokenizer,
+                                                                     attn_implementation="eager", steps=60))):
+        for unlearn in ("bounded_lens", "ascent"):
+            cfg = SeamConfig(beta=1.0, difference="central", unlearn_loss=unlearn)
+            results[f"{name}/{unlearn}"] = compare(build(), world, mesh, cfg, tokenizer)
+    if world.is_main:
+        with open(out_path, "w") as f:
+            json.dump({"world_size": world.size, "results": results}, f, indent=1)
+    torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
