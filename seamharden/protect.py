@@ -19,6 +19,7 @@ import torch
 
 from seamharden.data.formatting import encode_prompt
 from seamharden.data.seam_data import build_seam_data
+from seamharden.distributed.sharded import decoder_layers
 from seamharden.errors import ExitCode, UserError
 from seamharden.manifest import MANIFEST, file_mode, write_manifest
 from seamharden.modeling import (
@@ -31,7 +32,7 @@ from seamharden.modeling import (
     resolve_model_reference,
 )
 from seamharden.recipe.loading import RESUMABLE_CHANGES, dump_recipe_yaml, recipe_hash, resumable_hash
-from seamharden.recipe.memory import estimate_memory
+from seamharden.recipe.memory import estimate_attack_memory, estimate_memory
 from seamharden.recipe.schema import Recipe
 from seamharden.report.card import write_unverified_card
 from seamharden.train import checkpoint, loop
@@ -271,8 +272,9 @@ def dry_run_plan(model_ref: str, recipe: Recipe) -> dict:
     from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    shipped = shipped_config(model_ref)
     try:
-        config = AutoConfig.from_pretrained(model_ref, revision=recipe.model.revision,
+        config = AutoConfig.from_pretrained(shipped or model_ref, revision=None if shipped else recipe.model.revision,
                                             trust_remote_code=recipe.model.trust_remote_code)
     except (OSError, ValueError) as err:
         raise UserError(f"cannot read the config of {model_ref}: {str(err).splitlines()[0]}") from err
@@ -284,14 +286,38 @@ def dry_run_plan(model_ref: str, recipe: Recipe) -> dict:
     device = default_device()
     dtype = str(resolve_dtype(recipe.model.dtype, device)).removeprefix("torch.")
     reference = reference_mode(recipe.utility, recipe.model.lora is not None) if recipe.utility.anchor > 0 else None
+    world_size = recipe.distributed.world_size
+    root = total - sum(p.numel() for layer in decoder_layers(model) for p in layer.parameters()) \
+        if world_size > 1 else 0
     memory = estimate_memory(
         total, trainable, dtype, recipe.train.optimizer, recipe.model.gradient_checkpointing,
         recipe.train.batch_size, recipe.data.max_length, text.hidden_size, text.num_hidden_layers,
         reference_copy=reference == "copy", kept_copies=recipe.utility.controller,
+        world_size=world_size, root_params=root,
+    )
+    full_attacks = [a for a in recipe.attack.attacks if a.method == "full"]
+    attack_memory = estimate_attack_memory(
+        total, dtype, "adamw" if any(a.optimizer == "adamw" for a in full_attacks) or not full_attacks else "sgd",
+        recipe.model.gradient_checkpointing, max((a.batch_size for a in full_attacks), default=4),
+        recipe.data.max_length, text.hidden_size, text.num_hidden_layers, world_size=world_size, root_params=root,
     )
     return {"model": model_ref, "parameters": total, "trainable_parameters": trainable,
             "recipe_hash": recipe_hash(recipe), "memory_bytes": memory, "dtype": dtype, "device": device.type,
-            "anchor_reference": reference}
+            "anchor_reference": reference, "world_size": world_size, "attack_memory_bytes": attack_memory,
+            "config_source": "shipped" if shipped else "model"}
+
+
+SHIPPED_CONFIGS = Path(__file__).parent / "recipes" / "configs"
+"""Model configs (config.json only, no weights) of the models packaged recipes name, so that
+``--dry-run`` estimates their memory offline: one directory per Hub id, ``org--name``."""
+
+
+def shipped_config(model_ref: str) -> str | None:
+    """The shipped config directory for Hub id ``model_ref`` (e.g. meta-llama/Llama-2-70b-chat-hf), or None."""
+    if model_ref.count("/") != 1:
+        return None
+    path = SHIPPED_CONFIGS / model_ref.replace("/", "--")
+    return str(path) if (path / "config.json").is_file() else None
 
 
 def validation_score(recipe: Recipe, tokenizer, records: list[dict], template: str):

@@ -131,8 +131,14 @@ def _print_plan(recipe, plan: dict) -> None:
     dtype = recipe.model.dtype
     resolved = f"auto -> {plan['dtype']} on this machine ({plan['device']})" if dtype == "auto" else dtype
     memory = plan["memory_bytes"]
-    click.echo(f"# model.dtype {resolved}; memory estimate (GiB, {plan['dtype']} weights): " + ", ".join(
+    per_gpu = f", per GPU of {plan['world_size']} (FSDP2)" if plan.get("world_size", 1) > 1 else ""
+    click.echo(f"# model.dtype {resolved}; memory estimate (GiB, {plan['dtype']} weights{per_gpu}): " + ", ".join(
         f"{k} {v / GIB:.2f}" for k, v in memory.items() if k not in ("pageable", "disk_kept_copies")))
+    if plan.get("attack_memory_bytes"):
+        attack = plan["attack_memory_bytes"]
+        click.echo(f"# attack suite, a later peak (GiB{per_gpu}): " + ", ".join(
+            f"{k} {v / GIB:.2f}" for k, v in attack.items() if k != "host_pristine_copy")
+            + f"; host memory for the pristine copy {attack['host_pristine_copy'] / GIB:.2f}")
     if memory.get("disk_kept_copies"):
         disk = memory["disk_kept_copies"] / GIB
         click.echo(f"# disk for the utility controller's kept weights: up to {disk:.2f} GiB")

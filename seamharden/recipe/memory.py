@@ -23,6 +23,21 @@ sequence ``s``, hidden size ``h`` and ``L`` layers:
                     most (the copy the last checkpoint refers to, and a newer one until the next
                     checkpoint); 0 without the controller.
 
+Across ``G`` GPUs (``distributed.world_size``, FSDP2 per decoder layer + root, docs/distributed.md),
+per GPU: weights, gradients, seam_buffers, optimizer_state and anchor_reference are sharded
+(ceil(x / G)); activations are those of ceil(b / G) sequences; and one more item counts what
+FSDP2 gathers in full on every rank during a pass (0 on one GPU):
+
+- unsharded_params  (R + 2 * Y) * w + (R + Y) * w  with R the root's parameters (embeddings,
+                    output head, final norm: N minus the decoder layers), Y = (N - R) / L one layer:
+                    the root's and two layers' weights (the current one and the prefetched next)
+                    gathered, plus the root's and one layer's full gradient before its reduce-scatter.
+
+The attack suite (``estimate_attack_memory``) is a separate, later peak: the model loaded again,
+a full fine-tuning attack's gradients and optimizer state (torch AdamW: two moments in the
+weight dtype, 2 * w per weight; SGD: none), activations of the attack batch; the pristine copy
+the suite restores between attacks sits in host memory (N * w, ``host_pristine_copy``).
+
 Cross-check against measurements (Llama-2-7B shape, bf16, batch 4 x 256, checkpointing, H100):
 a weight-sized bf16 buffer is 12.6 GiB, AdamW8bit state 12.8 GiB. A prototype that kept a
 separate copy of theta (5 weight-sized buffers, 63 GiB) peaked at 64 GiB, 77 GiB with AdamW8bit
@@ -53,31 +68,94 @@ def estimate_memory(
     *,
     reference_copy: bool = False,
     kept_copies: bool = False,
+    world_size: int = 1,
+    root_params: int = 0,
 ) -> dict[str, int]:
     """Itemised peak-memory estimate in bytes (see the module docstring for the formula).
 
     Keys: weights, gradients, seam_buffers, optimizer_state, anchor_reference, activations,
     total, pageable, disk_kept_copies (the last three are not summed into ``total``).
     ``dtype`` is the recipe's ``model.dtype`` (``auto`` counts as 2 bytes); ``optimizer`` is
-    ``train.optimizer``. Raises ``ValueError`` for an unknown dtype or optimizer.
+    ``train.optimizer``. ``world_size`` G > 1: per-GPU figures under FSDP2 sharding, with
+    ``root_params`` the parameters outside the decoder layers (see the module docstring).
+    Raises ``ValueError`` for an unknown dtype or optimizer.
     """
     if dtype not in _WEIGHT_BYTES:
         raise ValueError(f"unknown dtype {dtype!r}; expected one of {sorted(_WEIGHT_BYTES)}")
     if optimizer not in _STATE_BYTES:
         raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {sorted(_STATE_BYTES)}")
+    if world_size < 1:
+        raise ValueError(f"world_size must be at least 1, got {world_size}")
     w = _WEIGHT_BYTES[dtype]
-    tokens_hidden = batch_size * seq_len * hidden_size
-    layer = _LAYER_ACTIVATION_FACTOR * tokens_hidden * w // 2
-    activations = n_layers * tokens_hidden * w + layer if gradient_checkpointing else n_layers * layer
+    activations = _activations(-(-batch_size // world_size), seq_len, hidden_size, n_layers, w,
+                               gradient_checkpointing)
+
+    def shard(count: int) -> int:
+        return -(-count // world_size)
+
     items = {
-        "weights": n_params * w,
-        "gradients": n_trainable * w,
-        "seam_buffers": _SEAM_BUFFERS * n_trainable * w,
-        "optimizer_state": _STATE_BYTES[optimizer] * n_trainable,
-        "anchor_reference": n_params * w if reference_copy else 0,
+        "weights": shard(n_params) * w,
+        "gradients": shard(n_trainable) * w,
+        "seam_buffers": _SEAM_BUFFERS * shard(n_trainable) * w,
+        "optimizer_state": _STATE_BYTES[optimizer] * shard(n_trainable),
+        "anchor_reference": shard(n_params) * w if reference_copy else 0,
         "activations": activations,
     }
+    if world_size > 1:
+        items["unsharded_params"] = _unsharded(n_params, root_params, n_layers, w)
     items["total"] = sum(items.values())
     items["pageable"] = items["optimizer_state"] if optimizer.startswith("paged_") else 0
     items["disk_kept_copies"] = 2 * n_trainable * w if kept_copies else 0
+    return items
+
+
+def _activations(batch: int, seq_len: int, hidden: int, n_layers: int, w: int, checkpointing: bool) -> int:
+    tokens_hidden = batch * seq_len * hidden
+    layer = _LAYER_ACTIVATION_FACTOR * tokens_hidden * w // 2
+    return n_layers * tokens_hidden * w + layer if checkpointing else n_layers * layer
+
+
+def _unsharded(n_params: int, root_params: int, n_layers: int, w: int) -> int:
+    """Bytes FSDP2 holds in full on each rank during a pass (module docstring: unsharded_params)."""
+    layer = (n_params - root_params) // n_layers
+    return (root_params + 2 * layer) * w + (root_params + layer) * w
+
+
+_ATTACK_STATE_WEIGHTS = {"adamw": 2, "sgd": 0}
+
+
+def estimate_attack_memory(
+    n_params: int,
+    dtype: str,
+    optimizer: str,
+    gradient_checkpointing: bool,
+    batch_size: int,
+    seq_len: int,
+    hidden_size: int,
+    n_layers: int,
+    *,
+    world_size: int = 1,
+    root_params: int = 0,
+) -> dict[str, int]:
+    """Per-GPU peak of the attack suite's largest full fine-tuning attack, in bytes.
+
+    ``optimizer``: the attacker's (``adamw`` or ``sgd``); ``batch_size``: its global batch.
+    Keys: weights, gradients, optimizer_state, activations, unsharded_params (G > 1 only),
+    total (their sum) and host_pristine_copy (host memory, not summed).
+    """
+    if dtype not in _WEIGHT_BYTES:
+        raise ValueError(f"unknown dtype {dtype!r}; expected one of {sorted(_WEIGHT_BYTES)}")
+    w = _WEIGHT_BYTES[dtype]
+    shard = -(-n_params // world_size)
+    items = {
+        "weights": shard * w,
+        "gradients": shard * w,
+        "optimizer_state": _ATTACK_STATE_WEIGHTS[optimizer] * shard * w,
+        "activations": _activations(-(-batch_size // world_size), seq_len, hidden_size, n_layers, w,
+                                    gradient_checkpointing),
+    }
+    if world_size > 1:
+        items["unsharded_params"] = _unsharded(n_params, root_params, n_layers, w)
+    items["total"] = sum(items.values())
+    items["host_pristine_copy"] = n_params * w
     return items

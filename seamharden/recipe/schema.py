@@ -138,6 +138,19 @@ class TrainSection(Strict):
     checkpoint_every: int = Field(100, gt=0, description="save a resumable checkpoint every N steps")
 
 
+class DistributedSection(Strict):
+    """Hardening across processes (FSDP2 under torchrun; docs/distributed.md)."""
+
+    world_size: int = Field(
+        1, ge=1, description="GPUs (processes) the recipe assumes: `protect --dry-run` estimates memory per GPU "
+        "for this many; more than 1 needs seam.difference central or forward"
+    )
+    timeout_s: float = Field(
+        1800.0, gt=0, description="seconds a collective waits for the other ranks before the run fails "
+        "(long enough for rank 0 to save the full model)"
+    )
+
+
 class UtilitySection(Strict):
     """Keeping the benign skill while hardening: a KL anchor and a utility controller (docs/recipes.md).
 
@@ -307,6 +320,7 @@ class Recipe(Strict):
     train: TrainSection = TrainSection()
     utility: UtilitySection = UtilitySection()
     attack: AttackSection = AttackSection()
+    distributed: DistributedSection = DistributedSection()
 
     @model_validator(mode="after")
     def _check_custom_attacks(self) -> Recipe:
@@ -320,6 +334,16 @@ class Recipe(Strict):
             raise ValueError(f"utility.check_every ({self.utility.check_every}) exceeds train.steps "
                              f"({self.train.steps}): the controller would never check and the run would end on "
                              "the starting weights; lower it or set 0 (off)")
+        return self
+
+    @model_validator(mode="after")
+    def _check_sharded_estimator(self) -> Recipe:
+        if self.distributed.world_size > 1 and self.seam.difference == "hvp":
+            raise ValueError("seam.difference=hvp needs double backward, which FSDP2-sharded parameters do not "
+                             "support (distributed.world_size > 1); use seam.difference=central")
+        if self.train.batch_size < self.distributed.world_size:
+            raise ValueError(f"train.batch_size ({self.train.batch_size}) is the global batch, split over "
+                             f"distributed.world_size ({self.distributed.world_size}) ranks: each needs a row")
         return self
 
     @model_validator(mode="after")

@@ -3,7 +3,8 @@ import pytest
 from seamharden.recipe.loading import dump_recipe_yaml, list_recipes, load_recipe, recipe_path
 from seamharden.recipe.schema import Recipe
 
-EXPECTED = {"default", "llama2-7b-chat", "lora", "tiny", "toy", "smollm2-135m-cpu"}
+EXPECTED = {"default", "llama2-7b-chat", "llama2-13b-chat", "llama2-70b-chat", "lora", "tiny", "toy",
+            "smollm2-135m-cpu"}
 
 
 def test_all_expected_recipes_ship():
@@ -44,6 +45,13 @@ def test_llama2_fits_one_gpu_settings():
     r = load_recipe("llama2-7b-chat")
     assert (r.model.dtype, r.model.gradient_checkpointing, r.train.optimizer) == ("bfloat16", True, "adamw8bit")
     assert r.data == load_recipe("default").data
+
+
+def test_multi_gpu_recipes_assume_their_gpu_count():
+    for name, gpus in (("llama2-13b-chat", 4), ("llama2-70b-chat", 16)):
+        r = load_recipe(name)
+        assert r.distributed.world_size == gpus and r.seam.difference != "hvp"
+        assert r.train.batch_size >= gpus and r.model.dtype == "bfloat16" and r.model.gradient_checkpointing
 
 
 def test_lora_and_tiny():
