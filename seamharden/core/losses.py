@@ -179,7 +179,7 @@ def bounded_lens_loss(model: nn.Module, outputs, labels: torch.Tensor,
     return -torch.log1p((lens_sum + last) / (len(inner) + 1))
 
 
-def bounded_lens_loss_full(model: nn.Module, outputs, labels: torch.Tensor) -> torch.Tensor:
+def bounded_lens_loss_full(model: nn.Module, outputs, labels: torch.Tensor, stride: int = 1) -> torch.Tensor:
     """The lens at every position, one checkpointed [B, T, V] logits per layer (the pre-chunking
     implementation, kept as the reference the tests and benchmarks compare against)."""
     final_norm, head = lens_modules(model)
@@ -187,7 +187,9 @@ def bounded_lens_loss_full(model: nn.Module, outputs, labels: torch.Tensor) -> t
     def lens_ce(hidden: torch.Tensor) -> torch.Tensor:
         return response_loss(head(final_norm(hidden)), labels)
 
-    per_layer = [checkpoint(lens_ce, h, use_reentrant=False) for h in outputs.hidden_states[1:-1]]
+    n_layers = len(outputs.hidden_states) - 1
+    per_layer = [checkpoint(lens_ce, outputs.hidden_states[i], use_reentrant=False)
+                 for i in lens_layers(n_layers, stride)[:-1]]
     per_layer.append(response_loss(outputs.logits, labels))
     return -torch.log1p(torch.stack(per_layer).mean())
 
