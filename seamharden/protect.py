@@ -19,7 +19,8 @@ import torch
 
 from seamharden.data.formatting import encode_prompt
 from seamharden.data.seam_data import build_seam_data
-from seamharden.distributed.sharded import decoder_layers
+from seamharden.distributed.runtime import barrier, current_world
+from seamharden.distributed.sharded import SHARDING, decoder_layers, full_state_dict
 from seamharden.errors import ExitCode, UserError
 from seamharden.manifest import MANIFEST, file_mode, write_manifest
 from seamharden.modeling import (
@@ -372,11 +373,14 @@ def _refusal_generator(model, tokenizer, template: str) -> Callable[[list[str]],
     return generate
 
 
-def save_hardened(model, tokenizer, recipe: Recipe, out_dir: Path) -> None:
-    """Model (LoRA merged when asked), tokenizer and resolved recipe, as safetensors."""
+def save_hardened(model, tokenizer, recipe: Recipe, out_dir: Path, state_dict: dict | None = None) -> None:
+    """Model (LoRA merged when asked), tokenizer and resolved recipe, as safetensors.
+
+    ``state_dict``: the full weights to write instead of the model's own (a sharded model's, gathered).
+    """
     if recipe.model.lora is not None and recipe.model.lora.merge_on_save:
         model = model.merge_and_unload()
-    model.save_pretrained(out_dir, safe_serialization=True)
+    model.save_pretrained(out_dir, safe_serialization=True, state_dict=state_dict)
     tokenizer.save_pretrained(out_dir)
     (out_dir / RECIPE_FILE).write_text(dump_recipe_yaml(recipe))
     mode = file_mode()  # transformers writes the weights through a 0600 temporary file
@@ -391,6 +395,27 @@ def check_recipe_for_protect(recipe: Recipe, smoke_test: bool) -> None:
     if smoke_test and lora is not None and not lora.merge_on_save:
         raise UserError("model.lora.merge_on_save=false saves only the adapters, which the smoke test cannot "
                         "load; set it to true or pass --no-smoke-test")
+    loop.check_world(recipe, current_world())
+    if recipe.distributed.world_size > 1:
+        check_sharded_run(recipe, smoke_test)
+
+
+def check_sharded_run(recipe: Recipe, smoke_test: bool) -> None:
+    """What ``protect`` under torchrun does not run yet (docs/distributed.md), refused before any model loads.
+
+    Not schema rules: ``--dry-run`` still estimates the memory of such a recipe on N GPUs.
+    """
+    unsupported = [
+        (smoke_test, "the smoke test", "pass --no-smoke-test, then run `seamharden verify` on the output "
+                                       "directory in one process"),
+        (recipe.model.lora is not None, "LoRA", "set model.lora=null"),
+        (recipe.utility.check_every > 0, "the utility controller", "set utility.check_every=0"),
+        (recipe.train.optimizer != "adamw", "an 8-bit optimizer", "set train.optimizer=adamw"),
+    ]
+    for bad, what, fix in unsupported:
+        if bad:
+            raise UserError(f"{what} does not run under torchrun yet (distributed.world_size="
+                            f"{recipe.distributed.world_size}); {fix}")
 
 
 def protect(
@@ -411,8 +436,13 @@ def protect(
     Stages, recorded in ``run.json``: ``training`` (checkpoints under ``checkpoints/``), then
     ``trained`` (model saved; a resume goes straight to the smoke test), then the manifest.
     ``on_stage`` is told "loading", "training", "saving" and "smoke-test" as they begin.
+
+    Under torchrun (a process group of ``recipe.distributed.world_size`` ranks) every rank calls this:
+    each loads the model on the CPU, ``loop.train`` shards it, rank 0 alone writes the directory's files
+    and the full model (gathered once); there is no smoke test (``check_sharded_run``).
     """
     stage = on_stage or (lambda name: None)
+    world = current_world()
     check_model_reference(model_ref)
     model_ref = resolve_model_reference(model_ref)  # a local base by its absolute path: verify from anywhere
     recipe = with_model(recipe, model_ref)
@@ -427,7 +457,12 @@ def protect(
         fingerprints, hardening = state["data_fingerprints"], state["hardening"]
     else:
         stage("loading")
-        loaded = load_model(model_ref, recipe.model, device)
+        if world.distributed:  # on the CPU, sharded onto the devices by loop.train; auto: the device's dtype
+            section = recipe.model.model_copy(update={"dtype": str(resolve_dtype(
+                recipe.model.dtype, device or default_device())).removeprefix("torch.")})
+            loaded = load_model(model_ref, section, torch.device("cpu"))
+        else:
+            loaded = load_model(model_ref, recipe.model, device)
         model = attach_lora(loaded.model, recipe.model)
         generate = None
         if recipe.data.aln_refusals == "generate":
@@ -440,8 +475,11 @@ def protect(
         run = {"model": model_ref, "recipe_hash": rhash, "resumable_hash": rest_hash, "lr": recipe.train.lr,
                "data_fingerprints": fingerprints, "model_commit": loaded.commit,
                "recipe": recipe.model_dump(mode="json")} | ({"lr_changes": lr_changes} if lr_changes else {})
-        out_dir.mkdir(parents=True, exist_ok=True)
-        _write_state(out_dir, {**run, "stage": "training"})
+        barrier(world)  # every rank has checked the directory before rank 0 writes into it
+        if world.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            _write_state(out_dir, {**run, "stage": "training"})
+        barrier(world)
         stage("training")
         score = validation_score(recipe, loaded.tokenizer, data.val_bgn, data.template) \
             if recipe.utility.controller else None
@@ -450,12 +488,25 @@ def protect(
         if not outcome.finished:
             return ProtectOutcome(out_dir, False, outcome.steps_done, None)
         stage("saving")
-        save_hardened(model, loaded.tokenizer, recipe, out_dir)
+        full = full_state_dict(model) if world.distributed else None  # collective: every rank
         hardening = hardening_summary(recipe, outcome, out_dir) | ({"lr_changes": lr_changes} if lr_changes else {})
-        _write_state(out_dir, {**run, "stage": "trained", "hardening": hardening})
-        del model, loaded, data
-    UtilityController.discard(out_dir)
+        if world.distributed:
+            hardening["distributed"] = {"world_size": world.size, "sharding": SHARDING}
+        if world.is_main:
+            save_hardened(model, loaded.tokenizer, recipe, out_dir, state_dict=full)
+            _write_state(out_dir, {**run, "stage": "trained", "hardening": hardening})
+        del model, loaded, data, full
+        barrier(world)
+    if world.is_main:  # rank 0 finishes the directory alone; the others wait for it
+        summary = _finish(model_ref, out_dir, recipe, rhash, fingerprints, hardening, smoke_test, stage)
+    barrier(world)
+    return ProtectOutcome(out_dir, True, hardening["steps"], summary if world.is_main else None, hardening)
 
+
+def _finish(model_ref: str, out_dir: Path, recipe: Recipe, rhash: str, fingerprints: dict, hardening: dict,
+            smoke_test: SmokeTest | None, stage: Callable[[str], None]) -> dict:
+    """After the model is saved: the smoke test (or the unverified card), then the manifest; its summary."""
+    UtilityController.discard(out_dir)
     if smoke_test is not None:
         stage("smoke-test")
         try:
@@ -473,4 +524,4 @@ def protect(
         data_fingerprints=fingerprints, smoke_test=summary,
         extra={**hardening, "recipe": recipe.name},
     )
-    return ProtectOutcome(out_dir, True, hardening["steps"], summary, hardening)
+    return summary

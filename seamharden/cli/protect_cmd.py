@@ -71,6 +71,28 @@ class _Bar:
         self.progress.update(self.smoke, completed=done, total=total, stats=description)
 
 
+class _Quiet:
+    """The live view of a rank other than 0 under torchrun: rank 0 alone prints."""
+
+    def __enter__(self) -> _Quiet:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def print(self, text: str) -> None:
+        return None
+
+    def step(self, record: dict, total: int) -> None:
+        return None
+
+    def stage(self, name: str) -> None:
+        return None
+
+    def attack(self, description: str, done: int, total: int) -> None:
+        return None
+
+
 class _Lines:
     """The live view when stderr is not a terminal (a log file, CI): one plain line every ``every`` steps,
     each stage, and each attack of the smoke test at its start and end."""
@@ -193,6 +215,43 @@ class _Interrupts:
         return err
 
 
+def _launched_world_size() -> int:
+    """The number of processes torchrun (or another launcher setting WORLD_SIZE) started: 1 without one.
+
+    The CLI edge alone reads the launcher's environment; library code asks torch.distributed.
+    """
+    import os
+
+    value = os.environ.get("WORLD_SIZE", "1")
+    try:
+        return int(value)
+    except ValueError:
+        raise UserError(f"the launcher set WORLD_SIZE={value!r}, not a number of processes") from None
+
+
+@contextmanager
+def _process_group(recipe, launched: int):
+    """Join the launcher's process group when it started more than one process (left on exit)."""
+    if launched == 1:
+        from seamharden.distributed.runtime import World
+
+        yield World()
+        return
+    if recipe.distributed.world_size != launched:
+        raise UserError(f"torchrun started {launched} processes but the recipe's distributed.world_size is "
+                        f"{recipe.distributed.world_size}; pass distributed.world_size={launched} or launch "
+                        f"--nproc_per_node {recipe.distributed.world_size}")
+    import torch.distributed as dist
+
+    from seamharden.distributed.runtime import init_process_group
+
+    world = init_process_group(recipe.distributed.timeout_s)
+    try:
+        yield world
+    finally:
+        dist.destroy_process_group()
+
+
 @contextmanager
 def _graceful_interrupt():
     interrupts = _Interrupts()
@@ -232,20 +291,15 @@ def protect_command(model, output_dir, overrides, recipe_name, dry_run, resume, 
 
     KEY=VALUE pairs override recipe keys with dotted paths, e.g. train.lr=1e-4 seam.beta=0.1.
     An OUTPUT_DIR written in the form key=value is read as an override.
+    Under ``torchrun --nproc_per_node N -m seamharden protect ...`` every process runs this and the model is
+    sharded with FSDP2 (docs/distributed.md); rank 0 alone prints.
     """
-    import sys
-
-    from rich.console import Console
-
-    from seamharden.core.estimator import CONSISTENCY_THRESHOLD, consistency_passes
     from seamharden.modeling import check_model_reference
     from seamharden.protect import (
         check_output_path,
         default_output_dir,
         dry_run_plan,
         load_base_results,
-        protect,
-        run_smoke_test,
         with_model,
     )
     from seamharden.recipe.loading import load_recipe
@@ -261,6 +315,23 @@ def protect_command(model, output_dir, overrides, recipe_name, dry_run, resume, 
     check_output_path(out_dir)
     push_target = _check_push_target(push_to, endpoint) if push_to else None
     reused = load_base_results(base_results, recipe) if base_results and not no_smoke_test else None
+    launched = _launched_world_size()
+    with _process_group(recipe, launched) as world:
+        return _harden(model, out_dir, overrides, recipe_name, recipe, resume, no_smoke_test, stop_after, reused,
+                       push_to, push_target, private, revision, commit_message, force, as_json, world)
+
+
+def _harden(model, out_dir, overrides, recipe_name, recipe, resume, no_smoke_test, stop_after, reused, push_to,
+            push_target, private, revision, commit_message, force, as_json, world) -> int:
+    """protect_command once every check before loading has passed: the run, its live view (rank 0's
+    alone under torchrun), the summary and the push."""
+    import sys
+
+    from rich.console import Console
+
+    from seamharden.core.estimator import CONSISTENCY_THRESHOLD, consistency_passes
+    from seamharden.distributed.sharded import SHARDING
+    from seamharden.protect import protect, run_smoke_test
 
     seam, utility = recipe.seam, recipe.utility
     estimator = seam.difference if seam.difference == "hvp" else (
@@ -268,9 +339,13 @@ def protect_command(model, output_dir, overrides, recipe_name, dry_run, resume, 
     budget = (f", anchor {utility.anchor:g}" if utility.anchor else "") + (
         f", utility controller every {utility.check_every} steps" if utility.controller else "")
     total = recipe.train.steps
-    view = _Bar(Console(stderr=True), total) if sys.stderr.isatty() else _Lines(total)
+    if not world.is_main:
+        view = _Quiet()
+    else:
+        view = _Bar(Console(stderr=True), total) if sys.stderr.isatty() else _Lines(total)
+    processes = f", {world.size} processes, FSDP2 sharding {SHARDING}" if world.distributed else ""
     header = [f"hardening {model} -> {out_dir} with recipe {recipe.name} ({total} steps, beta {seam.beta}, "
-              f"{recipe.train.optimizer}, L_sd estimator {estimator}{budget})"]
+              f"{recipe.train.optimizer}, L_sd estimator {estimator}{budget}{processes})"]
     warned: list[int] = []
     with view, _graceful_interrupt() as interrupts:
         smoke_test = None if no_smoke_test else functools.partial(run_smoke_test, base_results=reused,
@@ -300,6 +375,8 @@ def protect_command(model, output_dir, overrides, recipe_name, dry_run, resume, 
             raise interrupts.translate(err) from None
     verdict = (outcome.smoke_test or {}).get("verdict")
     code = VERDICT_EXIT.get(verdict, ExitCode.OK) if outcome.finished else ExitCode.OK
+    if not world.is_main:  # no smoke test under torchrun: every rank ends with code OK here
+        return code
     summary = {"output_dir": str(outcome.out_dir), "finished": outcome.finished, "steps": outcome.steps_done,
                "smoke_test": outcome.smoke_test, "exit_code": int(code)}
     reasons = f"the reasons are in {out_dir / 'report.md'}"

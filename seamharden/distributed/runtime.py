@@ -71,3 +71,33 @@ def split_batch(batch: Batch, world: World) -> Batch:
         raise ValueError(f"a global batch of {rows} rows cannot be split over {world.size} ranks; "
                          f"raise train.batch_size to at least {world.size}")
     return {key: torch.tensor_split(value, world.size)[world.rank] for key, value in batch.items()}
+
+
+def _collective_device() -> torch.device:
+    """Where a small tensor for a collective lives: the current GPU under nccl, else the CPU."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def barrier(world: World) -> None:
+    """Wait for every rank (a no-op in one process): e.g. before rank 0 writes what the others checked."""
+    if world.distributed:
+        dist.barrier()
+
+
+def any_rank(flag: bool, world: World) -> bool:
+    """Whether ``flag`` is true on any rank (one all-reduce; ``flag`` itself in one process), so that every
+    rank takes the same branch (stop after a signal that reached one of them)."""
+    if not world.distributed:
+        return flag
+    value = torch.tensor([int(flag)], dtype=torch.int32, device=_collective_device())
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def global_sum(value: int, world: World) -> int:
+    """``value`` summed over the ranks (itself in one process), e.g. the tokens of a global batch."""
+    if not world.distributed:
+        return value
+    total = torch.tensor([value], dtype=torch.int64, device=_collective_device())
+    dist.all_reduce(total)
+    return int(total.item())

@@ -124,3 +124,14 @@ class ShardedAutograd(Autograd):
     @staticmethod
     def _grads(params) -> list[torch.Tensor]:
         return [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+
+
+def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The whole model's weights gathered from the shards, in host memory on rank 0 (collective).
+
+    Rank 0 gets every tensor in full on the CPU (one layer's worth on the device at a time); the
+    other ranks get an empty dict. For writing the final model once.
+    """
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))

@@ -6,6 +6,11 @@ weights and ends the run on them (``seamharden.train.utility``).
 
 Prints nothing: each finished step is appended to ``metrics.jsonl`` and handed to an
 optional callback (the CLI draws the progress bar from it).
+
+Under torchrun (an initialised process group of more than one rank) the same loop shards the
+model with FSDP2 (``seamharden.distributed``): global batches split across ranks, the step's
+sharded operations, sharded checkpoints; rank 0 alone writes ``metrics.jsonl`` and calls
+``on_step``. docs/distributed.md.
 """
 
 from __future__ import annotations
@@ -16,15 +21,19 @@ import random
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from seamharden.core import gradvec
+from seamharden.core.estimator import LOCAL, Autograd
 from seamharden.core.step import SeamConfig, seam_step, trainable_parameters
 from seamharden.data.formatting import to_device
 from seamharden.data.seam_data import SeamData
+from seamharden.distributed import checkpoint as sharded_checkpoint
+from seamharden.distributed.runtime import World, any_rank, current_world, global_sum, split_batch
 from seamharden.errors import ExitCode, UserError
 from seamharden.recipe.schema import Recipe
 from seamharden.train import checkpoint
@@ -115,22 +124,30 @@ def train(
     optimizer state may be half updated, so the last periodic checkpoint is what resumes.
     """
     cfg, train_cfg = seam_config(recipe), recipe.train
-    device = next(model.parameters()).device
-    params = trainable_parameters(model)
-    optimizer = build_optimizer(params, train_cfg)
-    scheduler = build_scheduler(optimizer, train_cfg)
-    ckpt_root, metrics_path = run_dir / CHECKPOINTS, run_dir / METRICS
+    world = current_world()
+    check_world(recipe, world)
     utility = recipe.utility
     # The anchor's reference is the model before any step: taken before a checkpoint is restored.
     reference = AnchorReference(model, reference_mode(utility, recipe.model.lora is not None)) \
         if utility.anchor > 0 else None
+    ops = _shard(model, reference, world) if world.distributed else LOCAL
+    device = next(model.parameters()).device
+    params = trainable_parameters(model)  # after sharding: the parameters are then DTensors
+    optimizer = build_optimizer(params, train_cfg)
+    scheduler = build_scheduler(optimizer, train_cfg)
+    ckpt_root, metrics_path = run_dir / CHECKPOINTS, run_dir / METRICS
     controller = UtilityController(utility, score, run_dir)
 
     start, last_ckpt = 0, None
     found = checkpoint.latest(ckpt_root) if resume else None
     if found is not None:
-        state = checkpoint.load(found, model)
-        optimizer.load_state_dict(state.optimizer)
+        if world.distributed:
+            state = sharded_checkpoint.load(found, model, optimizer, world)
+        else:
+            if sharded_checkpoint.is_sharded(found):
+                raise ValueError(f"checkpoint {found} holds shards of a torchrun run; resume it under torchrun")
+            state = checkpoint.load(found, model)
+            optimizer.load_state_dict(state.optimizer)
         scheduler.load_state_dict(state.scheduler)
         set_peak_lr(optimizer, scheduler, train_cfg.lr)
         data.load_state_dict(state.data)
@@ -142,10 +159,14 @@ def train(
         torch.manual_seed(train_cfg.seed)
         random.seed(train_cfg.seed)
         controller.begin(model)
-    kept = _read_metrics(metrics_path, start)
-    metrics_path.write_text("".join(line + "\n" for line in kept))
+    if world.is_main:
+        kept = _read_metrics(metrics_path, start)
+        metrics_path.write_text("".join(line + "\n" for line in kept))
 
     def snapshot(step: int, data_state: dict, rng: dict) -> Path:
+        if world.distributed:
+            return sharded_checkpoint.save(ckpt_root, model, optimizer, checkpoint.TrainState(
+                step, {}, scheduler.state_dict(), data_state, rng, {"utility": controller.state_dict()}), world)
         path = checkpoint.save(ckpt_root, model, checkpoint.TrainState(
             step, optimizer.state_dict(), scheduler.state_dict(), data_state, rng,
             {"utility": controller.state_dict()}))
@@ -153,11 +174,11 @@ def train(
         return path
 
     step, watch, put_off = start, StallWatch(output_vocab(model)), False
-    with metrics_path.open("a") as log:
+    with metrics_path.open("a") if world.is_main else nullcontext() as log:
         while step < train_cfg.steps:
             try:
                 record = _one_step(model, data, cfg, train_cfg, params, optimizer, scheduler, device,
-                                   reference, controller.weight)
+                                   reference, controller.weight, ops, world)
             except KeyboardInterrupt:
                 where = f"the last checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
                 raise UserError(f"interrupted during step {step + 1}; {where}; continue with --resume",
@@ -169,7 +190,7 @@ def train(
                                 + _try_next(train_cfg.lr, keep), ExitCode.DIVERGED)
             stalled = watch.update(step + 1, record)
             if stalled:
-                last_ckpt = _drop_checkpoints_from(ckpt_root, watch.first - 1, last_ckpt)
+                last_ckpt = _drop_checkpoints_from(ckpt_root, watch.first - 1, last_ckpt, world.is_main)
                 keep = (f"the last good checkpoint is {last_ckpt}" if last_ckpt else
                         "no checkpoint from before it is left (--resume starts again from step 0)")
                 raise UserError(f"training stopped learning at step {step + 1}: {stalled} (since step "
@@ -177,12 +198,13 @@ def train(
             step += 1
             record["step"] = step
             record |= controller.after_step(step, model)
-            log.write(_json_row(record) + "\n")
-            log.flush()
-            if on_step:
+            if log is not None:
+                log.write(_json_row(record) + "\n")
+                log.flush()
+            if on_step and world.is_main:
                 on_step(record)
             stopping = stop_after is not None and step - start >= stop_after
-            interrupted = should_stop is not None and should_stop()
+            interrupted = any_rank(should_stop is not None and should_stop(), world)  # every rank stops together
             periodic = step % train_cfg.checkpoint_every == 0 or put_off
             put_off = periodic and watch.stalling  # weights of a stalling run are not worth a checkpoint yet
             if (periodic and not put_off) or step == train_cfg.steps or stopping or interrupted:
@@ -197,36 +219,64 @@ def train(
     return TrainOutcome(step, True, last_ckpt, kept_step, controller.state.start)
 
 
-def _drop_checkpoints_from(root: Path, step: int, last: Path | None) -> Path | None:
-    """Delete the checkpoint ``last`` if it holds the weights after ``step`` or later; returns what is left."""
+def check_world(recipe: Recipe, world: World) -> None:
+    """The launched processes must be the ones the recipe was written (and its memory estimated) for."""
+    if world.size != recipe.distributed.world_size:
+        raise UserError(f"launched with {world.size} process{'es' if world.size > 1 else ''} but the recipe's "
+                        f"distributed.world_size is {recipe.distributed.world_size}; set "
+                        f"distributed.world_size={world.size} or launch {recipe.distributed.world_size}")
+
+
+def _shard(model: torch.nn.Module, reference: AnchorReference | None, world: World) -> Autograd:
+    """FSDP2 on ``model`` (and on the anchor's frozen copy) over all ranks; the step's sharded operations."""
+    from seamharden.distributed.runtime import device_mesh
+    from seamharden.distributed.sharded import ShardedAutograd, shard_model
+
+    mesh = device_mesh(world, "cuda" if torch.cuda.is_available() else "cpu")
+    modules = shard_model(model, mesh)
+    if reference is not None and reference.frozen is not None:
+        modules += shard_model(reference.frozen, mesh)  # resharded with the model's before each perturbation
+    return ShardedAutograd(modules)
+
+
+def _drop_checkpoints_from(root: Path, step: int, last: Path | None, main: bool = True) -> Path | None:
+    """Delete the checkpoint ``last`` if it holds the weights after ``step`` or later; returns what is left.
+    Only the ``main`` rank deletes."""
     if last is not None and int(last.name[len(checkpoint.PREFIX):]) >= step:
-        shutil.rmtree(last, ignore_errors=True)
-        return checkpoint.latest(root)
+        if main:
+            shutil.rmtree(last, ignore_errors=True)
+        return checkpoint.latest(root) if main else None
     return last
 
 
-def _one_step(model, data, cfg, train_cfg, params, optimizer, scheduler, device, reference, anchor_weight) -> dict:
+def _one_step(model, data, cfg, train_cfg, params, optimizer, scheduler, device, reference, anchor_weight,
+              ops: Autograd, world: World) -> dict:
     """One optimizer step over ``grad_accum`` micro-batches; returns the averaged statistics.
 
     With an anchor (``anchor_weight > 0``) each micro-batch also adds the gradient of
-    ``anchor_weight * KL(p_ref || p)`` on the next benign batch.
+    ``anchor_weight * KL(p_ref || p)`` on the next benign batch. Under torchrun each rank takes its
+    rows of every global batch; the statistics (and ``tokens``) are those of the global batch.
     """
+    def take(batch):
+        return to_device(split_batch(batch, world) if world.distributed else batch, device)
+
     started = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
     totals: dict[str, float] = {}
     tokens = 0
     scale = 1.0 / train_cfg.grad_accum
     for _ in range(train_cfg.grad_accum):
-        batches = [to_device(next(stream), device) for stream in (data.adv, data.aln, data.bgn)]
+        batches = [take(next(stream)) for stream in (data.adv, data.aln, data.bgn)]
         tokens += sum(int(b["attention_mask"].sum()) for b in batches)
-        stats = seam_step(model, *batches, cfg, grad_scale=scale, params=params).as_dict()
+        stats = seam_step(model, *batches, cfg, grad_scale=scale, params=params, ops=ops).as_dict()
         if reference is not None and anchor_weight > 0:
-            anchor_batch = to_device(next(data.bgn), device)
+            anchor_batch = take(next(data.bgn))
             tokens += int(anchor_batch["attention_mask"].sum())
-            stats["anchor_kl"] = anchor_backward(model, reference, anchor_batch, anchor_weight * scale, params)
+            stats["anchor_kl"] = anchor_backward(model, reference, anchor_batch, anchor_weight * scale, params, ops)
         for key, value in stats.items():
             totals[key] = totals.get(key, 0.0) + value * scale
     totals["anchor_weight"] = anchor_weight if reference is not None else 0.0
+    tokens = global_sum(tokens, world)
     grad_norm = _clip_(params, train_cfg.max_grad_norm)
     lr = scheduler.get_last_lr()[0]
     if math.isfinite(grad_norm):

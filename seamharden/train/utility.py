@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from seamharden.core.budget import next_anchor_weight, within_budget
+from seamharden.core.estimator import LOCAL, Autograd
 from seamharden.core.losses import forward, kl_to_reference
 from seamharden.recipe.schema import UtilitySection
 
@@ -65,11 +66,15 @@ class AnchorReference:
 
 
 def anchor_backward(model: torch.nn.Module, reference: AnchorReference, batch: dict[str, torch.Tensor],
-                    weight: float, params: Sequence[torch.nn.Parameter]) -> float:
-    """Add ``weight * grad KL(p_ref || p)`` on ``batch`` into ``p.grad``; returns the KL (fp32 scalar)."""
+                    weight: float, params: Sequence[torch.nn.Parameter], ops: Autograd = LOCAL) -> float:
+    """Add ``weight * grad KL(p_ref || p)`` on ``batch`` into ``p.grad``; returns the KL (fp32 scalar).
+
+    ``ops``: the step's operations (``seamharden.core.estimator.Autograd``); under FSDP2 the KL is the
+    mean over the global batch's labelled tokens and the reference is a sharded frozen copy.
+    """
     ref_logits = reference.logits(batch)
-    kl = kl_to_reference(forward(model, batch).logits, ref_logits, batch["labels"])
-    torch.autograd.backward(kl * weight, inputs=list(params))
+    kl = ops.mean(kl_to_reference(forward(model, batch).logits, ref_logits, batch["labels"]), batch)
+    ops.backward(kl * weight, params)
     return kl.item()
 
 
