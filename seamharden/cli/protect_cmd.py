@@ -294,7 +294,15 @@ def protect_command(model, output_dir, overrides, recipe_name, dry_run, resume, 
     Under ``torchrun --nproc_per_node N -m seamharden protect ...`` every process runs this and the model is
     sharded with FSDP2 (docs/distributed.md); rank 0 alone prints.
     """
-    from seamharden.modeling import check_model_reference
+    from seamharden.recipe.loading import load_recipe
+    from seamharden.references import check_model_available, check_model_reference
+
+    if output_dir is not None and "=" in str(output_dir):
+        overrides, output_dir = (str(output_dir), *overrides), None
+    recipe = load_recipe(recipe_name, overrides)
+    check_model_reference(model)
+    if not dry_run:  # an unreachable Hub or a missing repo: one line before torch is imported
+        check_model_available(model, recipe.model.revision)
     from seamharden.protect import (
         check_output_path,
         default_output_dir,
@@ -302,12 +310,7 @@ def protect_command(model, output_dir, overrides, recipe_name, dry_run, resume, 
         load_base_results,
         with_model,
     )
-    from seamharden.recipe.loading import load_recipe
 
-    if output_dir is not None and "=" in str(output_dir):
-        overrides, output_dir = (str(output_dir), *overrides), None
-    recipe = load_recipe(recipe_name, overrides)
-    check_model_reference(model)
     if dry_run:
         _print_plan(with_model(recipe, model), dry_run_plan(model, recipe))
         return ExitCode.OK

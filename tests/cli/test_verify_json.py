@@ -170,7 +170,8 @@ def _refusing_port() -> int:
         return s.getsockname()[1]  # closed on exit: connections to it are refused
 
 
-@pytest.mark.parametrize("args", [["verify", "acme/model"], ["attack", "acme/model", "--recipe", "tiny"]],
+@pytest.mark.parametrize("args", [["verify", "acme/model"], ["attack", "acme/model", "--recipe", "tiny"],
+                                  ["protect", "acme/model", "out", "--recipe", "tiny"]],
                          ids=" ".join)
 def test_a_refusing_hub_is_one_line_within_10s(tmp_path, args):
     """Issue 17 item 9: no retry lines, no 46 s of backoff; huggingface_hub's own env is the CLI's to read."""
@@ -180,10 +181,11 @@ def test_a_refusing_hub_is_one_line_within_10s(tmp_path, args):
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "seamharden", *args, "--json"] if args[0] == "verify"
                           else [sys.executable, "-m", "seamharden", *args], capture_output=True, text=True,
-                          timeout=120, env=env)
+                          timeout=120, env=env, cwd=tmp_path)
     elapsed = time.monotonic() - start
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.count("\n") == 1 and "cannot reach the Hub" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "out").exists()
     assert elapsed < 10, f"{elapsed:.1f} s"
     if args[0] == "verify":
         assert "cannot reach the Hub" in VerifyJson.model_validate_json(proc.stdout).error
