@@ -171,21 +171,29 @@ def test_protect_with_smoke_test_then_verify(tiny_llama_dir, tmp_path):
     assert verified.returncode == {"pass": 0, "fail": 3, "inconclusive": 4}[status], verified.stderr
 
 
-def test_ctrl_c_checkpoints_and_resume_continues(tiny_llama_dir, tmp_path):
-    import signal
+def _signal_a_long_run(model_dir, out, signum) -> subprocess.CompletedProcess:
+    """Start a 500-step protect, send ``signum`` once two steps are logged, wait for it to end."""
     import time
 
-    out = tmp_path / "interrupted"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    args = [sys.executable, "-m", "seamharden", "protect", str(tiny_llama_dir), str(out), "--recipe", "tiny",
+    args = [sys.executable, "-m", "seamharden", "protect", str(model_dir), str(out), "--recipe", "tiny",
             "--no-smoke-test", "train.steps=500", "train.checkpoint_every=1000", "data.max_length=48"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     metrics = out / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 2):
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
+
+
+def test_ctrl_c_checkpoints_and_resume_continues(tiny_llama_dir, tmp_path):
+    import signal
+
+    out = tmp_path / "interrupted"
+    proc = _signal_a_long_run(tiny_llama_dir, out, signal.SIGINT)
+    stderr = proc.stderr
     assert proc.returncode == 130, stderr
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("error: interrupted after step") and "--resume" in last and "Traceback" not in stderr
@@ -261,19 +269,10 @@ def test_resume_refuses_changed_data(tiny_llama_dir, tmp_path):
 
 def test_sigterm_checkpoints_the_step_and_exits_143(tiny_llama_dir, tmp_path):
     import signal
-    import time
 
     out = tmp_path / "terminated"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    args = [sys.executable, "-m", "seamharden", "protect", str(tiny_llama_dir), str(out), "--recipe", "tiny",
-            "--no-smoke-test", "train.steps=500", "train.checkpoint_every=1000", "data.max_length=48"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    metrics = out / "metrics.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 2):
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=120)
+    proc = _signal_a_long_run(tiny_llama_dir, out, signal.SIGTERM)
+    stderr = proc.stderr
     assert proc.returncode == 143, stderr
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("error: terminated (SIGTERM): interrupted after step") and "--resume" in last
