@@ -12,6 +12,7 @@ import copy
 import json
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -19,6 +20,9 @@ from seamharden.core.estimator import HVP_UNSHARDABLE
 from seamharden.core.step import SeamConfig, seam_step
 from seamharden.distributed import runtime, sharded
 from seamharden.tiny import build_tiny_model, build_tiny_tokenizer, build_trained_tiny_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run by torchrun as a script, outside pytest
+from tests.core.helpers import make_batch  # noqa: E402  the tests' one collate
 
 TIMEOUT_S = 10
 
@@ -31,19 +35,6 @@ BGN = [("How do I bake bread?", " Mix flour, water, salt and yeast."),
        ("What is two plus three?", " Five."),
        ("Translate good morning into French.", " Bonjour.")]
 REFUSAL = " I cannot help with that."
-
-
-def make_batch(pairs, tokenizer):
-    rows = []
-    for prompt, response in pairs:
-        p = tokenizer(prompt).input_ids
-        r = tokenizer(response).input_ids + [tokenizer.eos_token_id]
-        rows.append((p + r, [-100] * len(p) + r))
-    width = max(len(ids) for ids, _ in rows)
-    pad = tokenizer.pad_token_id
-    return {"input_ids": torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in rows]),
-            "attention_mask": torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in rows]),
-            "labels": torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in rows])}
 
 
 def compare(model, world, mesh, cfg, tokenizer) -> dict:
