@@ -214,7 +214,7 @@ def run(args) -> dict:
         losses.bounded_lens_loss = losses.bounded_lens_loss_full
     params = [p for p in model.parameters() if p.requires_grad]
     cfg = SeamConfig(beta=0.01, unlearn_loss=args.unlearn_loss, difference=args.difference,
-                     self_check=not args.no_self_check)
+                     self_check=not args.no_self_check, lens_stride=args.lens_stride)
     memory = PeakMemory(device)
     tokens = args.batch * args.seq
     result = {
@@ -223,6 +223,7 @@ def run(args) -> dict:
         "batch": args.batch, "seq": args.seq, "gradient_checkpointing": args.gradient_checkpointing,
         "optimizer": args.optimizer, "difference": args.difference, "unlearn_loss": args.unlearn_loss,
         "lens": args.lens, "prompt_fraction": args.prompt_fraction, "self_check": cfg.self_check,
+        "lens_stride": cfg.lens_stride,
         "steps": args.steps, "warmup": args.warmup, "memory_method": memory.method,
     }
 
@@ -260,6 +261,8 @@ def parse_args(argv=None):
                         help="central/forward without the h/2 self-check (half the perturbed passes)")
     parser.add_argument("--lens", choices=["chunked", "full"], default="chunked",
                         help="bounded logit lens: labelled positions in chunks (current) or every position (old)")
+    parser.add_argument("--lens-stride", type=int, default=1,
+                        help="seam.lens_stride: the bounded lens over every k-th layer and the last (1 = all)")
     parser.add_argument("--prompt-fraction", type=float, default=0.0, help="leading fraction of each row unlabelled")
     parser.add_argument("--unlearn-loss", choices=["bounded_lens", "ascent"], default="bounded_lens")
     parser.add_argument("--lens-only", action="store_true",
