@@ -409,7 +409,9 @@ def check_sharded_run(recipe: Recipe, smoke_test: bool) -> None:
         (smoke_test, "the smoke test", "pass --no-smoke-test, then run `seamharden verify` on the output "
                                        "directory in one process"),
         (recipe.model.lora is not None, "LoRA", "set model.lora=null"),
-        (recipe.utility.check_every > 0, "the utility controller", "set utility.check_every=0"),
+        (recipe.utility.controller and recipe.utility.metric != "loss",
+         f"the utility controller with utility.metric={recipe.utility.metric}",
+         "set utility.metric=loss or utility.check_every=0"),
         (recipe.train.optimizer != "adamw", "an 8-bit optimizer", "set train.optimizer=adamw"),
     ]
     for bad, what, fix in unsupported:

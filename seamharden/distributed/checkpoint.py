@@ -58,6 +58,39 @@ def save(root: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, s
     return final
 
 
+def reshard(model: torch.nn.Module) -> None:
+    """Put every FSDP2 module of ``model`` back to its shards (a ``no_grad`` forward leaves the root
+    gathered), so that its registered parameters are the sharded DTensors a state dict reads."""
+    from torch.distributed.fsdp import FSDPModule
+
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
+
+
+def save_weights(path: Path, model: torch.nn.Module) -> None:
+    """Every rank writes its shards of ``model``'s weights under ``path/sharded`` (collective; DCP).
+
+    The utility controller's kept copies under torchrun: no rank ever holds the whole model.
+    """
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    reshard(model)
+    dcp.save({"model": get_model_state_dict(model)}, checkpoint_id=str(path / SHARDS))
+
+
+def load_weights(path: Path, model: torch.nn.Module) -> None:
+    """Restore ``model``'s weights in place from ``save_weights``' shards (collective; DCP reshards on load)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
+
+    reshard(model)
+    state = {"model": get_model_state_dict(model)}
+    dcp.load(state, checkpoint_id=str(path / SHARDS))
+    set_model_state_dict(model, state["model"])
+
+
 def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, world: World) -> TrainState:
     """Restore the sharded weights and optimizer state in place (collective); returns the rest.
 

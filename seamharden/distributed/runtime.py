@@ -101,3 +101,13 @@ def global_sum(value: int, world: World) -> int:
     total = torch.tensor([value], dtype=torch.int64, device=_collective_device())
     dist.all_reduce(total)
     return int(total.item())
+
+
+def from_main(value: float, world: World) -> float:
+    """Rank 0's ``value`` on every rank (one broadcast; ``value`` itself in one process), so that a decision
+    taken on it (the utility controller's budget check) is the same everywhere."""
+    if not world.distributed:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=_collective_device())
+    dist.broadcast(tensor, src=0)
+    return float(tensor.item())

@@ -136,7 +136,7 @@ def train(
     optimizer = build_optimizer(params, train_cfg)
     scheduler = build_scheduler(optimizer, train_cfg)
     ckpt_root, metrics_path = run_dir / CHECKPOINTS, run_dir / METRICS
-    controller = UtilityController(utility, score, run_dir)
+    controller = UtilityController(utility, score, run_dir, world)
 
     start, last_ckpt = 0, None
     found = checkpoint.latest(ckpt_root) if resume else None
@@ -165,11 +165,12 @@ def train(
 
     def snapshot(step: int, data_state: dict, rng: dict) -> Path:
         if world.distributed:
-            return sharded_checkpoint.save(ckpt_root, model, optimizer, checkpoint.TrainState(
+            path = sharded_checkpoint.save(ckpt_root, model, optimizer, checkpoint.TrainState(
                 step, {}, scheduler.state_dict(), data_state, rng, {"utility": controller.state_dict()}), world)
-        path = checkpoint.save(ckpt_root, model, checkpoint.TrainState(
-            step, optimizer.state_dict(), scheduler.state_dict(), data_state, rng,
-            {"utility": controller.state_dict()}))
+        else:
+            path = checkpoint.save(ckpt_root, model, checkpoint.TrainState(
+                step, optimizer.state_dict(), scheduler.state_dict(), data_state, rng,
+                {"utility": controller.state_dict()}))
         controller.checkpointed()
         return path
 

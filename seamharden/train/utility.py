@@ -10,6 +10,10 @@ within-budget trainable weights on disk under ``<run>/kept/step-<N>/``. A checkp
 which kept copy it refers to (``state_dict``); copies older than that one are pruned after the
 checkpoint is written, and copies newer than the restored checkpoint are pruned on resume, so
 a resumed run ends on exactly the copy an uninterrupted one would.
+
+Under torchrun (FSDP2) every rank scores the same records and rank 0's score decides (one
+broadcast), each rank writes its own shards of a kept copy (``torch.distributed.checkpoint``,
+``<run>/kept/step-<N>/sharded``) and rank 0 alone renames and prunes the directories.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from seamharden.core.budget import next_anchor_weight, within_budget
 from seamharden.core.estimator import LOCAL, Autograd
 from seamharden.core.losses import forward, kl_to_reference
+from seamharden.distributed.runtime import World, barrier, from_main
 from seamharden.recipe.schema import UtilitySection
 
 KEPT = "kept"
@@ -90,12 +95,16 @@ class ControllerState:
 class UtilityController:
     """Anchor weight and kept weights within the utility budget (see the module docstring)."""
 
-    def __init__(self, section: UtilitySection, score: Score | None, run_dir: Path):
+    def __init__(self, section: UtilitySection, score: Score | None, run_dir: Path, world: World | None = None):
         if section.controller and score is None:
             raise ValueError("utility.check_every > 0 needs a validation score")
-        self.section, self.score = section, score
+        self.section, self._score, self.world = section, score, world or World()
         self.root = Path(run_dir) / KEPT
         self.state = ControllerState(weight=section.anchor)
+
+    def score(self, model: torch.nn.Module) -> float:
+        """The validation score, rank 0's on every rank (the ranks then take the same decisions)."""
+        return from_main(self._score(model), self.world)
 
     @property
     def weight(self) -> float:
@@ -133,6 +142,11 @@ class UtilityController:
         """Load the last kept copy into ``model``; returns its step (None when the controller is off)."""
         if not self.enabled:
             return None
+        if self.world.distributed:
+            from seamharden.distributed.checkpoint import load_weights
+
+            load_weights(self._dir(self.state.kept_step), model)
+            return self.state.kept_step
         weights = load_file(self._dir(self.state.kept_step) / "trainable.safetensors")
         params = dict(model.named_parameters())
         with torch.no_grad():
@@ -165,18 +179,33 @@ class UtilityController:
         return self.root / f"{PREFIX}{step}"
 
     def _save(self, model: torch.nn.Module, step: int) -> None:
+        """Write ``kept/step-<step>`` atomically: in a temporary directory renamed once complete."""
         final, tmp = self._dir(step), self.root / f".tmp-{PREFIX}{step}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        weights = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
-        save_file(weights, tmp / "trainable.safetensors")
-        (tmp / "kept.json").write_text(json.dumps({"step": step}))
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
+        main = self.world.is_main
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        if self.world.distributed:
+            from seamharden.distributed.checkpoint import save_weights
+
+            barrier(self.world)
+            save_weights(tmp, model)
+            barrier(self.world)
+        else:
+            weights = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
+            save_file(weights, tmp / "trainable.safetensors")
+        if main:
+            (tmp / "kept.json").write_text(json.dumps({"step": step}))
+            shutil.rmtree(final, ignore_errors=True)
+            tmp.rename(final)
+        barrier(self.world)
 
     def _prune(self, drop: Callable[[int], bool]) -> None:
-        if not self.root.is_dir():
+        """Delete the kept copies whose step ``drop`` selects (rank 0; the others wait for it)."""
+        if not self.world.is_main or not self.root.is_dir():
+            barrier(self.world)
             return
         for path in self.root.iterdir():
             if path.name.startswith(PREFIX) and drop(int(path.name[len(PREFIX):])):
                 shutil.rmtree(path, ignore_errors=True)
+        barrier(self.world)

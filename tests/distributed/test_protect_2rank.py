@@ -129,3 +129,37 @@ def test_the_smoke_test_is_refused_under_torchrun(tiny_llama_dir, tmp_path):
     assert proc.returncode != 0
     assert "error: the smoke test does not run under torchrun yet" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+CONTROLLER = ["utility.check_every=2", "utility.val_samples=8", "utility.tolerance=0.0", "seam.relative_step=0.01"]
+
+
+def _checks(out_dir: Path) -> list[tuple]:
+    rows = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["val_metric"], r["within_budget"], r["anchor_weight"]) for r in rows if "val_metric" in r]
+
+
+@pytest.mark.slow
+def test_the_utility_controller_under_two_ranks_equals_one_process_and_resumes(tiny_llama_dir, tmp_path):
+    single = one_process_protect(tmp_path, str(tiny_llama_dir), "one", *RUN, *CONTROLLER)
+    assert single.returncode == 0, single.stderr[-3000:]
+    proc = torchrun_protect(tmp_path, str(tiny_llama_dir), "two", *RUN, *TWO, *CONTROLLER)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    one, two, split = tmp_path / "one", tmp_path / "two", tmp_path / "split"
+    got, want = _checks(two), _checks(one)
+    assert [row[0] for row in got] == [2, 4]
+    assert [row[2:] for row in got] == [row[2:] for row in want]  # same budget decisions, same anchor weights
+    assert [row[1] for row in got] == pytest.approx([row[1] for row in want], rel=1e-5)
+    kept = [json.loads((d / "seamharden.json").read_text())["extra"]["kept_step"] for d in (one, two)]
+    assert kept[0] == kept[1]
+    assert relative_l2(one, two) <= 1e-4  # the kept copy, read back from its shards, is the one process's
+    assert not (two / "kept").exists()
+
+    first = torchrun_protect(tmp_path, str(tiny_llama_dir), "split", *RUN, *TWO, *CONTROLLER, "--stop-after", "3")
+    assert first.returncode == 0, first.stderr[-4000:]
+    copies = sorted(p.name for p in (split / "kept").iterdir())
+    assert copies and all((split / "kept" / name / "sharded").is_dir() for name in copies)
+    second = torchrun_protect(tmp_path, str(tiny_llama_dir), "split", *RUN, *TWO, *CONTROLLER, "--resume")
+    assert second.returncode == 0, second.stderr[-4000:]
+    assert _checks(split) == _checks(two)
+    assert relative_l2(two, split) == 0.0
