@@ -11,10 +11,13 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil  # accelerate's dependency
 import pytest
 from safetensors.torch import load_file
 
@@ -97,6 +100,28 @@ def test_stop_and_resume_under_two_ranks_gives_the_same_losses_and_model(tiny_ll
     assert second.returncode == 0, second.stderr[-4000:]
     assert losses(tmp_path / "split") == losses(tmp_path / "full")
     assert relative_l2(tmp_path / "full", tmp_path / "split") == 0.0
+
+    # SIGKILL to every process (launcher and both ranks) right after the periodic checkpoint of step 2
+    killed = tmp_path / "killed"
+    periodic = ["train.checkpoint_every=2"]
+    launcher = str(TORCHRUN) if TORCHRUN.exists() else shutil.which("torchrun")
+    run = subprocess.Popen([launcher, "--standalone", "--nproc_per_node", "2", "-m", "seamharden", "protect",
+                            str(tiny_llama_dir), "killed", *RUN, *TWO, *periodic], cwd=tmp_path, env=_env(),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not (killed / "checkpoints" / "step-2" / "state.pt").exists() and run.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    family = [*psutil.Process(run.pid).children(recursive=True), psutil.Process(run.pid)]  # ranks: own sessions
+    for proc in family:
+        proc.send_signal(signal.SIGKILL)
+    psutil.wait_procs(family, timeout=30)
+    run.wait()
+    assert not (killed / "seamharden.json").exists(), "the run finished before the kill: the test proved nothing"
+    resumed = torchrun_protect(tmp_path, str(tiny_llama_dir), "killed", *RUN, *TWO, *periodic, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert losses(killed) == losses(tmp_path / "full")
+    assert relative_l2(tmp_path / "full", killed) == 0.0
 
 
 def test_resume_on_another_world_size_is_refused(tiny_llama_dir, tmp_path):
