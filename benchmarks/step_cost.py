@@ -253,6 +253,60 @@ def compare_hvp_graph(args) -> dict:
     return result
 
 
+def breakdown(args) -> dict:
+    """Median process CPU seconds of the pieces of a step on the adversarial batch (``--steps`` repetitions after
+    ``--warmup``): forward; forward + backward; forward + graph-building backward (math kernel); that + one double
+    backward (random grad_tensors); the adversarial forward + bounded-lens backward. No optimizer step."""
+    import statistics
+
+    from seamharden.core.estimator import math_attention
+    from seamharden.core.losses import adversarial_losses
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = DTYPES[args.dtype or ("bf16" if device.type == "cuda" else "fp32")]
+    model = build_model(args.model, dtype, device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    batch = random_batch(model.config.vocab_size, args.batch, args.seq, device, 1, args.prompt_fraction)
+
+    def forward():
+        with torch.no_grad():
+            lm_loss(model, batch)
+
+    def graph_building():
+        with math_attention():
+            return torch.autograd.grad(lm_loss(model, batch), params, create_graph=True)
+
+    def double_backward():
+        grads = graph_building()
+        with math_attention():
+            torch.autograd.backward(grads, grad_tensors=[torch.randn_like(g) for g in grads], inputs=params)
+        for p in params:
+            p.grad = None
+
+    pieces = {
+        "forward": forward,
+        "forward_backward": lambda: torch.autograd.grad(lm_loss(model, batch), params),
+        "forward_graph_building_backward": graph_building,
+        "forward_graph_building_backward_double_backward": double_backward,
+        "adversarial_forward_lens_backward": lambda: torch.autograd.grad(
+            adversarial_losses(model, batch, "bounded_lens", args.lens_stride)[1], params),
+    }
+    cpu: dict[str, list[float]] = {name: [] for name in pieces}
+    for i in range(args.warmup + args.steps):
+        for name, piece in pieces.items():
+            _sync(device)
+            start = time.process_time()
+            piece()
+            _sync(device)
+            if i >= args.warmup:
+                cpu[name].append(time.process_time() - start)
+    return {"model": args.model, "dtype": str(dtype).removeprefix("torch."), "device": describe_device(device),
+            "batch": args.batch, "seq": args.seq, "repetitions": args.steps,
+            "cpu_s": {name: statistics.median(t) for name, t in cpu.items()}}
+
+
 def run(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -328,6 +382,9 @@ def parse_args(argv=None):
                         help="time only the L_ul forward + backward, chunked vs full lens, interleaved")
     parser.add_argument("--compare-hvp-graph", action="store_true",
                         help="SFT, hvp recompute and hvp reuse steps interleaved in one process: median wall and CPU s")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="median CPU s of a step's pieces (forward, backward, graph-building backward, double "
+                        "backward, lens)")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
@@ -343,6 +400,10 @@ def main(argv=None) -> int:
         print(json.dumps(result) if args.json else
               f"{result['model']} batch {args.batch} x {args.seq}: L_ul fwd+bwd chunked {times['chunked']:.3f} s, "
               f"full {times['full']:.3f} s, speed-up {result['speedup']:.2f}x")
+        return 0
+    if args.breakdown:
+        result = breakdown(args)
+        print(json.dumps(result) if args.json else "\n".join(f"{k}: {v:.3f} s" for k, v in result["cpu_s"].items()))
         return 0
     if args.compare_hvp_graph:
         result = compare_hvp_graph(args)
