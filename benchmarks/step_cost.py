@@ -16,6 +16,7 @@ checkpointed [B, T, V] logits per layer) for comparison; ``--prompt-fraction`` m
 that leading fraction of each row as prompt (label -100), as real data does.
 
     python benchmarks/step_cost.py --model tiny --steps 3 --warmup 1 --threads 1
+    python benchmarks/step_cost.py --model llama-small --threads 1 --hvp-graph recompute
     python benchmarks/step_cost.py --model smollm2-shape --batch 4 --seq 64 --difference forward --threads 2
     python benchmarks/step_cost.py --model llama2-7b-shape --dtype bf16 --batch 4 --seq 256 \
         --gradient-checkpointing --optimizer adamw8bit --steps 5 --warmup 2
@@ -36,7 +37,7 @@ from pathlib import Path
 import torch
 
 from seamharden.core import losses
-from seamharden.core.estimator import DEFAULT_DIFFERENCE
+from seamharden.core.estimator import DEFAULT_DIFFERENCE, DEFAULT_HVP_GRAPH
 from seamharden.core.losses import lm_loss
 from seamharden.core.step import SeamConfig, seam_step
 
@@ -148,17 +149,20 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_phase(step, optimizer, device: torch.device, steps: int, warmup: int) -> float:
-    """Mean seconds of ``step(); optimizer.step(); zero_grad`` over ``steps`` after ``warmup``."""
+def time_phase(step, optimizer, device: torch.device, steps: int, warmup: int) -> tuple[float, float]:
+    """Mean (wall, process CPU) seconds of ``step(); optimizer.step(); zero_grad`` over ``steps`` after ``warmup``.
+
+    On a shared box the CPU time of a 1-thread run depends far less on the other load than the wall time.
+    """
     for i in range(warmup + steps):
         if i == warmup:
             _sync(device)
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
         step()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     _sync(device)
-    return (time.perf_counter() - start) / steps
+    return (time.perf_counter() - start) / steps, (time.process_time() - start_cpu) / steps
 
 
 def lens_only(args) -> dict:
@@ -198,6 +202,111 @@ def lens_only(args) -> dict:
             "ul_fwd_bwd_s": medians, "speedup": medians["full"] / medians["chunked"]}
 
 
+def compare_hvp_graph(args) -> dict:
+    """Median wall and CPU (process) seconds of an SFT step and the SEAM step with ``hvp_graph`` recompute and
+    reuse, interleaved step by step in one process (``--steps`` rounds after ``--warmup``), optimizer included.
+
+    On a shared box the wall time of one phase depends on what else runs meanwhile; alternating
+    the three steps spreads the load over all of them, and the process CPU time (1 thread) is
+    nearly independent of it.
+    """
+    import statistics
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = DTYPES[args.dtype or ("bf16" if device.type == "cuda" else "fp32")]
+    model = build_model(args.model, dtype, device)
+    if args.gradient_checkpointing:
+        model.activation_checkpointing_enable({"use_reentrant": False})
+        model.config.use_cache = False
+    adv, aln, bgn = (random_batch(model.config.vocab_size, args.batch, args.seq, device, seed, args.prompt_fraction)
+                     for seed in (1, 2, 3))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = build_optimizer(args.optimizer, params)
+    steps = {"sft": lambda: lm_loss(model, adv).backward()}
+    for graph in ("recompute", "reuse"):
+        cfg = SeamConfig(beta=0.01, unlearn_loss=args.unlearn_loss, difference="hvp", lens_stride=args.lens_stride,
+                         hvp_graph=graph)
+        steps[graph] = lambda cfg=cfg: seam_step(model, adv, aln, bgn, cfg, params=params)
+    wall: dict[str, list[float]] = {name: [] for name in steps}
+    cpu: dict[str, list[float]] = {name: [] for name in steps}
+    for i in range(args.warmup + args.steps):
+        for name, step in steps.items():
+            _sync(device)
+            start, start_cpu = time.perf_counter(), time.process_time()
+            step()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            _sync(device)
+            if i >= args.warmup:
+                wall[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - start_cpu)
+    result = {"model": args.model, "dtype": str(dtype).removeprefix("torch."), "device": describe_device(device),
+              "batch": args.batch, "seq": args.seq, "prompt_fraction": args.prompt_fraction, "rounds": args.steps,
+              "warmup": args.warmup, "lens_stride": args.lens_stride,
+              "wall_s": {k: statistics.median(v) for k, v in wall.items()},
+              "cpu_s": {k: statistics.median(v) for k, v in cpu.items()}}
+    for clock in ("wall", "cpu"):
+        times = result[f"{clock}_s"]
+        result[f"{clock}_ratio"] = {g: times[g] / times["sft"] for g in ("recompute", "reuse")}
+    return result
+
+
+def breakdown(args) -> dict:
+    """Median process CPU seconds of the pieces of a step on the adversarial batch (``--steps`` repetitions after
+    ``--warmup``): forward; forward + backward; forward + graph-building backward (math kernel); that + one double
+    backward (random grad_tensors); the adversarial forward + bounded-lens backward. No optimizer step."""
+    import statistics
+
+    from seamharden.core.estimator import math_attention
+    from seamharden.core.losses import adversarial_losses
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = DTYPES[args.dtype or ("bf16" if device.type == "cuda" else "fp32")]
+    model = build_model(args.model, dtype, device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    batch = random_batch(model.config.vocab_size, args.batch, args.seq, device, 1, args.prompt_fraction)
+
+    def forward():
+        with torch.no_grad():
+            lm_loss(model, batch)
+
+    def graph_building():
+        with math_attention():
+            return torch.autograd.grad(lm_loss(model, batch), params, create_graph=True)
+
+    def double_backward():
+        grads = graph_building()
+        with math_attention():
+            torch.autograd.backward(grads, grad_tensors=[torch.randn_like(g) for g in grads], inputs=params)
+        for p in params:
+            p.grad = None
+
+    pieces = {
+        "forward": forward,
+        "forward_backward": lambda: torch.autograd.grad(lm_loss(model, batch), params),
+        "forward_graph_building_backward": graph_building,
+        "forward_graph_building_backward_double_backward": double_backward,
+        "adversarial_forward_lens_backward": lambda: torch.autograd.grad(
+            adversarial_losses(model, batch, "bounded_lens", args.lens_stride)[1], params),
+    }
+    cpu: dict[str, list[float]] = {name: [] for name in pieces}
+    for i in range(args.warmup + args.steps):
+        for name, piece in pieces.items():
+            _sync(device)
+            start = time.process_time()
+            piece()
+            _sync(device)
+            if i >= args.warmup:
+                cpu[name].append(time.process_time() - start)
+    return {"model": args.model, "dtype": str(dtype).removeprefix("torch."), "device": describe_device(device),
+            "batch": args.batch, "seq": args.seq, "repetitions": args.steps,
+            "cpu_s": {name: statistics.median(t) for name, t in cpu.items()}}
+
+
 def run(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -214,7 +323,7 @@ def run(args) -> dict:
         losses.bounded_lens_loss = losses.bounded_lens_loss_full
     params = [p for p in model.parameters() if p.requires_grad]
     cfg = SeamConfig(beta=0.01, unlearn_loss=args.unlearn_loss, difference=args.difference,
-                     self_check=not args.no_self_check, lens_stride=args.lens_stride)
+                     self_check=not args.no_self_check, lens_stride=args.lens_stride, hvp_graph=args.hvp_graph)
     memory = PeakMemory(device)
     tokens = args.batch * args.seq
     result = {
@@ -223,7 +332,7 @@ def run(args) -> dict:
         "batch": args.batch, "seq": args.seq, "gradient_checkpointing": args.gradient_checkpointing,
         "optimizer": args.optimizer, "difference": args.difference, "unlearn_loss": args.unlearn_loss,
         "lens": args.lens, "prompt_fraction": args.prompt_fraction, "self_check": cfg.self_check,
-        "lens_stride": cfg.lens_stride,
+        "lens_stride": cfg.lens_stride, "hvp_graph": cfg.hvp_graph if cfg.difference == "hvp" else None,
         "steps": args.steps, "warmup": args.warmup, "memory_method": memory.method,
     }
 
@@ -237,13 +346,14 @@ def run(args) -> dict:
         optimizer = build_optimizer(args.optimizer, params)
         phase: dict = {}
         with memory.measure(phase):
-            phase["step_s"] = time_phase(step, optimizer, device, args.steps, args.warmup)
+            phase["step_s"], phase["cpu_step_s"] = time_phase(step, optimizer, device, args.steps, args.warmup)
         phase["tokens_per_s"] = tokens / phase["step_s"]
         result[name] = phase
         del optimizer
         if device.type == "cuda":
             torch.cuda.empty_cache()
     result["time_ratio"] = result["seam"]["step_s"] / result["sft"]["step_s"]
+    result["cpu_time_ratio"] = result["seam"]["cpu_step_s"] / result["sft"]["cpu_step_s"]
     return result
 
 
@@ -259,6 +369,9 @@ def parse_args(argv=None):
     parser.add_argument("--difference", choices=["hvp", "central", "forward"], default=DEFAULT_DIFFERENCE)
     parser.add_argument("--no-self-check", action="store_true",
                         help="central/forward without the h/2 self-check (half the perturbed passes)")
+    parser.add_argument("--hvp-graph", choices=["reuse", "recompute"], default=DEFAULT_HVP_GRAPH,
+                        help="seam.hvp_graph (hvp only): one double backward through the kept graphs of g_a and g_b, "
+                        "or recompute each side's graph")
     parser.add_argument("--lens", choices=["chunked", "full"], default="chunked",
                         help="bounded logit lens: labelled positions in chunks (current) or every position (old)")
     parser.add_argument("--lens-stride", type=int, default=1,
@@ -267,6 +380,11 @@ def parse_args(argv=None):
     parser.add_argument("--unlearn-loss", choices=["bounded_lens", "ascent"], default="bounded_lens")
     parser.add_argument("--lens-only", action="store_true",
                         help="time only the L_ul forward + backward, chunked vs full lens, interleaved")
+    parser.add_argument("--compare-hvp-graph", action="store_true",
+                        help="SFT, hvp recompute and hvp reuse steps interleaved in one process: median wall and CPU s")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="median CPU s of a step's pieces (forward, backward, graph-building backward, double "
+                        "backward, lens)")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
@@ -283,6 +401,18 @@ def main(argv=None) -> int:
               f"{result['model']} batch {args.batch} x {args.seq}: L_ul fwd+bwd chunked {times['chunked']:.3f} s, "
               f"full {times['full']:.3f} s, speed-up {result['speedup']:.2f}x")
         return 0
+    if args.breakdown:
+        result = breakdown(args)
+        print(json.dumps(result) if args.json else "\n".join(f"{k}: {v:.3f} s" for k, v in result["cpu_s"].items()))
+        return 0
+    if args.compare_hvp_graph:
+        result = compare_hvp_graph(args)
+        print(json.dumps(result) if args.json else
+              f"{result['model']} batch {args.batch} x {args.seq}, {args.steps} interleaved rounds: " + "; ".join(
+                  f"{clock} SFT {result[f'{clock}_s']['sft']:.3f} s, recompute {result[f'{clock}_s']['recompute']:.3f}"
+                  f" s ({result[f'{clock}_ratio']['recompute']:.2f}x), reuse {result[f'{clock}_s']['reuse']:.3f} s "
+                  f"({result[f'{clock}_ratio']['reuse']:.2f}x)" for clock in ("wall", "cpu")))
+        return 0
     result = run(args)
     if args.json:
         print(json.dumps(result))
@@ -290,13 +420,16 @@ def main(argv=None) -> int:
     print(f"{result['model']} ({result['parameters']:,} params, {result['dtype']}) on {result['device']}; "
           f"batch {args.batch} x {args.seq}, optimizer {args.optimizer}, "
           f"gradient checkpointing {'on' if args.gradient_checkpointing else 'off'}, {args.difference} estimator"
+          f"{f' ({args.hvp_graph} graphs)' if args.difference == 'hvp' else ''}"
           f"{'' if args.difference == 'hvp' else (', unchecked' if args.no_self_check else ', self-checked')}, "
           f"{args.lens} lens")
     for name in ("sft", "seam"):
         phase = result[name]
-        print(f"  {name.upper():4s} step {phase['step_s']:.4f} s  {phase['tokens_per_s']:,.0f} tok/s  "
+        print(f"  {name.upper():4s} step {phase['step_s']:.4f} s (CPU {phase['cpu_step_s']:.4f} s)  "
+              f"{phase['tokens_per_s']:,.0f} tok/s  "
               f"peak {phase['peak_gib']:.3f} GiB")
-    print(f"  SEAM / SFT time: {result['time_ratio']:.2f}x   (memory: {result['memory_method']})")
+    print(f"  SEAM / SFT time: {result['time_ratio']:.2f}x, CPU time {result['cpu_time_ratio']:.2f}x   "
+          f"(memory: {result['memory_method']})")
     return 0
 
 

@@ -295,6 +295,7 @@ def dry_run_plan(model_ref: str, recipe: Recipe) -> dict:
         recipe.train.batch_size, recipe.data.max_length, text.hidden_size, text.num_hidden_layers,
         reference_copy=reference == "copy", kept_copies=recipe.utility.controller,
         world_size=world_size, root_params=root,
+        hvp_graph=recipe.seam.hvp_graph if recipe.seam.difference == "hvp" and recipe.seam.beta != 0 else None,
     )
     full_attacks = [a for a in recipe.attack.attacks if a.method == "full"]
     attack_memory = estimate_attack_memory(

@@ -9,13 +9,17 @@ and each Hessian-vector product is taken along the unit direction u = v / ||v||:
 
     forward:  H v ~ ||v|| (g(theta + h u) - g(theta)) / h                (1 extra pass per side)
     central:  H v ~ ||v|| (g(theta + h u) - g(theta - h u)) / (2h)      (2 extra passes per side)
-    hvp:      H v = ||v|| grad(g(theta) . u)  by double backward          (exact; ~4 passes' cost per side)
+    hvp:      H v = ||v|| grad(g(theta) . u)  by double backward          (exact; ~3 passes' cost per side,
+              ~2 of them for the double backward alone, which is all that ``accumulate_exact_sim_gradient``
+              runs when g_a and g_b were taken with their graphs: ``seam.hvp_graph=reuse``)
 
 Memory: besides the parameters and their ``.grad`` (which receives the result), the
 estimate uses exactly the two buffers that hold g_a and g_b: they are turned into
 u_a and u_b in place, and (differences) each then stores the saved weights during its
 perturbed pass(es), which makes the restore bit-exact. ``hvp`` holds one more
-weight-sized transient (the gradient with its graph) during each double backward.
+weight-sized transient (the gradient with its graph) during each double backward;
+``accumulate_exact_sim_gradient`` none (g_a and g_b themselves carry the graphs, and the
+activations of both passes stay alive until its one backward).
 
 Step policies (differences only): ``absolute`` uses h = epsilon (the reference code's
 behaviour, kept for comparison); ``relative`` (default) uses h = rho * ||theta|| with a
@@ -48,8 +52,19 @@ Policy = Literal["relative", "absolute"]
 DEFAULT_DIFFERENCE: Difference = "hvp"
 """The default estimator: the exact Hessian-vector product. On trained tiny models every
 fixed finite-difference step fails somewhere (too large for the curvature, or lost in bf16
-rounding); the exact product has no step to get wrong (docs/benchmarks.md). It costs about
-twice the passes of central differences; ``central`` is the faster, self-checked choice."""
+rounding); the exact product has no step to get wrong (docs/benchmarks.md). With
+``hvp_graph=reuse`` a step costs about 8x an SFT step on CPU (llama-small), less than
+self-checked ``central``; unchecked ``forward`` is the fastest and not faithful in bf16."""
+
+HvpGraph = Literal["reuse", "recompute"]
+
+DEFAULT_HVP_GRAPH: HvpGraph = "reuse"
+"""How a SEAM step gets the graphs the exact ``hvp`` differentiates (``seam.hvp_graph``):
+``reuse`` takes g_a and g_b with ``create_graph=True`` in the passes that compute them and
+runs one double backward through both (``accumulate_exact_sim_gradient``); ``recompute``
+takes them without graphs and recomputes each side (a forward + a create_graph backward
+more per side, ``accumulate_sim_gradient``), holding one side's graph at a time. Same
+values; reuse is cheaper in passes and holds both graphs at once (docs/method.md)."""
 
 DEFAULT_RELATIVE_STEP: dict[tuple[torch.dtype, str], float] = {
     (torch.float64, "forward"): 1e-6,
@@ -250,13 +265,17 @@ class Autograd:
     """Whether two backward passes may run through one forward's graph (``retain_graph``): the
     bounded lens then takes g_a and grad L_ul from one adversarial forward, else from two."""
 
-    def grad(self, loss: torch.Tensor, params, retain_graph: bool = False) -> list[torch.Tensor]:
-        """The gradient of ``loss`` w.r.t. ``params`` as new tensors; ``p.grad`` is left as it was."""
-        return list(torch.autograd.grad(loss, params, retain_graph=retain_graph))
+    def grad(self, loss: torch.Tensor, params, retain_graph: bool = False,
+             create_graph: bool = False) -> list[torch.Tensor]:
+        """The gradient of ``loss`` w.r.t. ``params`` as new tensors; ``p.grad`` is left as it was.
 
-    def backward(self, loss: torch.Tensor, params) -> None:
-        """p.grad += grad(loss) for ``params`` only."""
-        torch.autograd.backward(loss, inputs=list(params))
+        ``create_graph`` (only where ``exact_hvp``): the gradient keeps its graph, for
+        ``accumulate_exact_sim_gradient``."""
+        return list(torch.autograd.grad(loss, params, retain_graph=retain_graph, create_graph=create_graph))
+
+    def backward(self, loss: torch.Tensor, params, retain_graph: bool = False) -> None:
+        """p.grad += grad(loss) for ``params`` only (``retain_graph`` only where ``exact_hvp``)."""
+        torch.autograd.backward(loss, inputs=list(params), retain_graph=retain_graph)
 
     def mean(self, loss: torch.Tensor, batch: dict[str, torch.Tensor], bounded: bool = False) -> torch.Tensor:
         """The loss of the whole (global) batch from this process's token-mean ``loss``: itself here.
@@ -331,6 +350,45 @@ def _hvp_backward(loss_fn: Callable[[], torch.Tensor], params, direction, coeffi
         along = sum((g * u).sum(dtype=torch.float32) for g, u in zip(grads, direction, strict=True))
         del grads
         torch.autograd.backward(along * coefficient, inputs=list(params))
+
+
+def accumulate_exact_sim_gradient(params: Sequence[torch.Tensor], g_a: list[torch.Tensor],
+                                  g_b: list[torch.Tensor], scale: float,
+                                  also: Sequence[tuple[torch.Tensor, float]] = ()) -> SimGradient:
+    """p.grad += scale * grad cos(g_a, g_b), exact, by ONE backward through the graphs of g_a and g_b.
+
+    ``also``: (scalar loss, coefficient) pairs whose gradients join the same backward
+    (p.grad += coefficient * grad loss): a loss on the forward that g_a came from (the
+    bounded lens' L_ul) then costs no backward of its own through the model, as the
+    double backward traverses that forward's graph anyway.
+
+    ``g_a``, ``g_b``: the gradients of the two losses at the current weights, taken with
+    ``create_graph=True`` (the passes that computed them ran under ``math_attention``; with
+    dropout, their masks are the ones the estimate differentiates, nothing is replayed).
+    The backward of the roots g_a and g_b with grad_tensors (k_a u_a, k_b u_b) is the
+    vector-Jacobian product k_a H_a u_a + k_b H_b u_b = grad cos (module docstring): the
+    roots' values are not read by it, so their storage is CONSUMED, overwritten in place
+    with those directions (no weight-sized buffer beyond g_a and g_b; an op that had saved
+    a root would make autograd raise, not compute a wrong value). The graphs are freed by
+    the backward. Per step this replaces ``hvp``'s two recomputing passes (forward +
+    create_graph backward each) with nothing: only the double backward remains.
+    """
+    with torch.no_grad():
+        buf_a, buf_b = [g.detach() for g in g_a], [g.detach() for g in g_b]
+        norm_a, norm_b, c = geometry(buf_a, buf_b)
+        s = math.sqrt(max(0.0, 1.0 - c * c))
+        degenerate = norm_a == 0.0 or norm_b == 0.0 or s < 1e-6 or scale == 0.0
+        if not degenerate:
+            _to_unit_directions(buf_a, buf_b, norm_a, norm_b, c, s)
+            torch._foreach_mul_(buf_a, scale * s / norm_a)
+            torch._foreach_mul_(buf_b, scale * s / norm_b)
+    # a gradient that does not depend on the weights (no graph) has a zero Hessian block
+    roots = [] if degenerate else [(g, k) for g, k in zip(g_a + g_b, buf_a + buf_b, strict=True) if g.requires_grad]
+    roots += [(loss, torch.tensor(k, dtype=loss.dtype, device=loss.device)) for loss, k in also]
+    if roots:
+        with math_attention():  # a checkpointed layer recomputed here must take the math kernel too
+            torch.autograd.backward([g for g, _ in roots], grad_tensors=[k for _, k in roots], inputs=list(params))
+    return SimGradient(c, norm_a, norm_b, 0.0, applied_cosine=math.nan)  # nothing is perturbed
 
 
 HVP_UNSHARDABLE = ("seam.difference=hvp needs double backward, which FSDP2-sharded parameters do not support; "

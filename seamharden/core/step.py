@@ -1,15 +1,20 @@
 """One SEAM step: the gradient of L_ul + alpha * L_up + beta * L_sd, left in ``p.grad``.
 
-Pass order (forward difference; central adds two): adversarial forward -> g_a and
-grad L_ul (one forward, two backwards for the lens variant; L_ul = -SFT reuses g_a
-exactly for ascent), alignment forward/backward -> alpha * grad L_up, benign
-forward/backward -> g_b, then the estimator: two exact Hessian-vector products by
-double backward (default ``hvp``), or two (forward) or four (central) perturbed passes.
-The extra memory is the two buffers g_a and g_b (see seamharden.core.estimator).
+Pass order: adversarial forward -> g_a and grad L_ul (one forward, two backwards for the
+lens variant; L_ul = -SFT reuses g_a exactly for ascent), alignment forward/backward ->
+alpha * grad L_up, benign forward/backward -> g_b, then the estimator. Default (``hvp``,
+``hvp_graph=reuse``, one process): g_a and g_b are taken with their graphs (those two
+passes on sdpa's math kernel) and ONE backward through both adds beta * grad cos, and
+grad L_ul with it (that backward traverses the adversarial forward anyway);
+``hvp_graph=recompute``: per side one more forward + graph-building backward + double
+backward; differences: two (forward) or four (central) perturbed passes, twice that
+self-checked. The extra memory is the two buffers g_a and g_b (see
+seamharden.core.estimator), plus, for ``hvp``, the twice-differentiated passes' graphs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -20,12 +25,15 @@ from torch import nn
 from seamharden.core import gradvec
 from seamharden.core.estimator import (
     DEFAULT_DIFFERENCE,
+    DEFAULT_HVP_GRAPH,
     LOCAL,
     Autograd,
     StepPolicy,
+    accumulate_exact_sim_gradient,
     accumulate_sim_gradient,
     consistency_passes,
     geometry,
+    math_attention,
     replay_rng,
 )
 from seamharden.core.losses import UnlearnVariant, adversarial_losses, lm_loss
@@ -46,6 +54,7 @@ class SeamConfig:
     relative_step: float | None = None
     self_check: bool = True
     lens_stride: int = 1
+    hvp_graph: str = DEFAULT_HVP_GRAPH
 
     @property
     def policy(self) -> StepPolicy:
@@ -99,6 +108,20 @@ def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
     return params
 
 
+def keeps_graphs(cfg: SeamConfig, ops: Autograd = LOCAL) -> bool:
+    """Whether the step takes g_a and g_b with their graphs and differentiates them once more
+    (``seam.hvp_graph=reuse`` with the exact ``hvp`` estimator, beta != 0, single process)."""
+    return (cfg.beta != 0.0 and cfg.difference == "hvp" and cfg.hvp_graph == "reuse"
+            and ops.exact_hvp and ops.reuses_graph)
+
+
+def _gradient(ops: Autograd, loss: torch.Tensor, params, keep: bool, retain_graph: bool = False):
+    """grad(loss), with its graph when ``keep`` (then the forward's graph stays alive too)."""
+    if keep:
+        return ops.grad(loss, params, retain_graph=True, create_graph=True)
+    return ops.grad(loss, params, retain_graph=retain_graph)
+
+
 def _draw_seed() -> int:
     return int(torch.randint(0, 2**62, (1,)).item())
 
@@ -126,6 +149,8 @@ def seam_step(
     seed_a, seed_b, seed_up = _draw_seed(), _draw_seed(), _draw_seed()
 
     bounded = cfg.unlearn_loss == "bounded_lens"
+    keep = keeps_graphs(cfg, ops)
+    twice = math_attention if keep else contextlib.nullcontext  # passes whose graphs are differentiated twice
     if bounded and not ops.reuses_graph:  # FSDP2: g_a from an SFT pass, then a second pass for L_ul
         with replay_rng(seed_a):
             loss_adv = ops.mean(lm_loss(model, adv), adv)
@@ -134,27 +159,33 @@ def seam_step(
             loss_ul = ops.mean(adversarial_losses(model, adv, cfg.unlearn_loss, cfg.lens_stride)[1], adv, bounded)
         ops.backward(loss_ul * grad_scale, params)
     else:
-        with replay_rng(seed_a):
+        with replay_rng(seed_a), twice():  # the backwards too: a checkpointed layer recomputes in them
             loss_adv, loss_ul = adversarial_losses(model, adv, cfg.unlearn_loss, cfg.lens_stride)
             loss_adv = ops.mean(loss_adv, adv)
             loss_ul = ops.mean(loss_ul, adv, bounded)
-        if cfg.unlearn_loss == "ascent":
-            g_a = ops.grad(loss_adv, params)
-            gradvec.accumulate_into_grads(params, g_a, -grad_scale)
-        else:
-            g_a = ops.grad(loss_adv, params, retain_graph=True)
-            ops.backward(loss_ul * grad_scale, params)
+            if cfg.unlearn_loss == "ascent":
+                g_a = _gradient(ops, loss_adv, params, keep)
+                gradvec.accumulate_into_grads(params, [g.detach() for g in g_a], -grad_scale)
+            else:
+                g_a = _gradient(ops, loss_adv, params, keep, retain_graph=True)
+                if not keep:  # else grad L_ul joins the double backward, which traverses this forward anyway
+                    ops.backward(loss_ul * grad_scale, params)
 
     with replay_rng(seed_up), torch.set_grad_enabled(cfg.alpha != 0.0):
         loss_up = ops.mean(lm_loss(model, aln), aln)
     if cfg.alpha != 0.0:
         ops.backward(loss_up * (grad_scale * cfg.alpha), params)
 
-    with replay_rng(seed_b):
+    with replay_rng(seed_b), twice():
         loss_bgn = ops.mean(lm_loss(model, bgn), bgn)
-    g_b = ops.grad(loss_bgn, params)
+        g_b = _gradient(ops, loss_bgn, params, keep)
+    loss_adv, loss_bgn = loss_adv.detach(), loss_bgn.detach()
 
-    if cfg.beta != 0.0:
+    if keep:
+        also = [(loss_ul, grad_scale)] if cfg.unlearn_loss != "ascent" else []
+        est = accumulate_exact_sim_gradient(params, g_a, g_b, scale=grad_scale * cfg.beta, also=also)
+        norm_a, norm_b, cos, step, applied, consistency = est.norm_a, est.norm_b, est.cosine, 0.0, math.nan, math.nan
+    elif cfg.beta != 0.0:
         est = accumulate_sim_gradient(
             params, g_a, g_b,
             loss_a=lambda: ops.mean(lm_loss(model, adv), adv), loss_b=lambda: ops.mean(lm_loss(model, bgn), bgn),
@@ -166,7 +197,7 @@ def seam_step(
         (norm_a, norm_b, cos), step, applied, consistency = geometry(g_a, g_b), 0.0, math.nan, math.nan
     del g_a, g_b
 
-    ul, up = loss_ul.item(), loss_up.item()
+    ul, up = loss_ul.detach().item(), loss_up.item()
     return SeamStepStats(
         loss_ul=ul, loss_up=up, loss_sd=cos, loss_adv=loss_adv.item(), loss_bgn=loss_bgn.item(),
         loss_total=ul + cfg.alpha * up + cfg.beta * cos, grad_norm_adv=norm_a, grad_norm_bgn=norm_b,

@@ -9,6 +9,9 @@ sequence ``s``, hidden size ``h`` and ``L`` layers:
 - seam_buffers      2 * T * w             the kept gradients g_a and g_b (seamharden.core.estimator
                                           turns them into directions and reuses each to save
                                           theta during its perturbed pass: no third copy)
+- hvp_gradient      T * w for ``seam.difference=hvp`` with ``seam.hvp_graph=recompute``: the
+                    recomputed gradient with its graph, next to g_a and g_b, during each HVP;
+                    0 otherwise (``reuse`` takes g_a and g_b themselves with their graphs)
 - optimizer_state   adamw: 8 * T (two fp32 moments); adamw8bit / paged_adamw8bit: 2 * T
 - anchor_reference  N * w when the benign KL anchor holds a frozen copy of the starting weights
                     (``utility.reference`` copy); 0 without an anchor or under LoRA (adapters
@@ -18,6 +21,16 @@ sequence ``s``, hidden size ``h`` and ``L`` layers:
                                        one layer recomputed); 34*b*s*h bytes is a 16-bit
                                        transformer layer without attention scores
                                        (Korthikanti et al. 2022); logits are not counted
+                    hvp: max(the above, n * L * 34 * b*s*h * w) with n the twice-differentiated
+                                       passes' graphs held at once (reuse 2, recompute 1). Such
+                                       a graph keeps every layer's activations (a checkpointed
+                                       layer's recompute stays referenced by the graph-building
+                                       backward, so checkpointing saves nothing there) plus
+                                       that backward's own saved tensors, taken as as many
+                                       again: an arithmetic estimate, not measured; the math
+                                       kernel's attention scores are not counted. Reuse holds
+                                       less than recompute while n_graph_bytes < T * w, i.e.
+                                       below b*s ~ 12 h / 34 tokens (about 1,450 at 7B).
 - total             the sum; ``pageable`` is the part a paged optimizer may move to CPU RAM.
 - disk_kept_copies  not GPU memory: the utility controller's kept weights on disk, 2 * T * w at
                     most (the copy the last checkpoint refers to, and a newer one until the next
@@ -51,6 +64,7 @@ _WEIGHT_BYTES = {"auto": 2, "bfloat16": 2, "float16": 2, "float32": 4}
 _STATE_BYTES = {"adamw": 8, "adamw8bit": 2, "paged_adamw8bit": 2}
 _SEAM_BUFFERS = 2
 _LAYER_ACTIVATION_FACTOR = 34
+_HVP_GRAPHS = {None: 0, "recompute": 1, "reuse": 2}
 
 GIB = 1024**3
 
@@ -70,11 +84,14 @@ def estimate_memory(
     kept_copies: bool = False,
     world_size: int = 1,
     root_params: int = 0,
+    hvp_graph: str | None = None,
 ) -> dict[str, int]:
     """Itemised peak-memory estimate in bytes (see the module docstring for the formula).
 
-    Keys: weights, gradients, seam_buffers, optimizer_state, anchor_reference, activations,
-    total, pageable, disk_kept_copies (the last three are not summed into ``total``).
+    Keys: weights, gradients, seam_buffers, hvp_gradient, optimizer_state, anchor_reference,
+    activations, total, pageable, disk_kept_copies (the last three are not summed into ``total``).
+    ``hvp_graph``: the recipe's ``seam.hvp_graph`` when the step runs the exact ``hvp`` estimator
+    (``reuse`` or ``recompute``), None for finite differences or beta = 0.
     ``dtype`` is the recipe's ``model.dtype`` (``auto`` counts as 2 bytes); ``optimizer`` is
     ``train.optimizer``. ``world_size`` G > 1: per-GPU figures under FSDP2 sharding, with
     ``root_params`` the parameters outside the decoder layers (see the module docstring).
@@ -86,9 +103,14 @@ def estimate_memory(
         raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {sorted(_STATE_BYTES)}")
     if world_size < 1:
         raise ValueError(f"world_size must be at least 1, got {world_size}")
+    if hvp_graph not in _HVP_GRAPHS:
+        raise ValueError(f"unknown hvp_graph {hvp_graph!r}; expected one of {sorted(_HVP_GRAPHS, key=str)}")
     w = _WEIGHT_BYTES[dtype]
     activations = _activations(-(-batch_size // world_size), seq_len, hidden_size, n_layers, w,
                                gradient_checkpointing)
+    graphs = _HVP_GRAPHS[hvp_graph]
+    if graphs:
+        activations = max(activations, graphs * _twice_differentiated(batch_size, seq_len, hidden_size, n_layers, w))
 
     def shard(count: int) -> int:
         return -(-count // world_size)
@@ -97,6 +119,7 @@ def estimate_memory(
         "weights": shard(n_params) * w,
         "gradients": shard(n_trainable) * w,
         "seam_buffers": _SEAM_BUFFERS * shard(n_trainable) * w,
+        "hvp_gradient": n_trainable * w if hvp_graph == "recompute" else 0,
         "optimizer_state": _STATE_BYTES[optimizer] * shard(n_trainable),
         "anchor_reference": shard(n_params) * w if reference_copy else 0,
         "activations": activations,
@@ -113,6 +136,11 @@ def _activations(batch: int, seq_len: int, hidden: int, n_layers: int, w: int, c
     tokens_hidden = batch * seq_len * hidden
     layer = _LAYER_ACTIVATION_FACTOR * tokens_hidden * w // 2
     return n_layers * tokens_hidden * w + layer if checkpointing else n_layers * layer
+
+
+def _twice_differentiated(batch: int, seq_len: int, hidden: int, n_layers: int, w: int) -> int:
+    """One pass's graph kept for a double backward: every layer's activations + as many again."""
+    return 2 * n_layers * (_LAYER_ACTIVATION_FACTOR * batch * seq_len * hidden * w // 2)
 
 
 def _unsharded(n_params: int, root_params: int, n_layers: int, w: int) -> int:

@@ -106,8 +106,14 @@ class SeamSection(Strict):
         "larger k makes the lens k times cheaper, which dominates a step at a large vocabulary)"
     )
     difference: Literal["hvp", "central", "forward"] = Field(
-        "hvp", description="Hessian-vector products: hvp = exact double backward (default, ~8 passes' cost), "
+        "hvp", description="Hessian-vector products: hvp = exact double backward (default, ~4 passes' cost with "
+        "hvp_graph=reuse), "
         "central = finite differences with a runtime self-check (4 passes), forward = fastest, unchecked (2 passes)"
+    )
+    hvp_graph: Literal["reuse", "recompute"] = Field(
+        "reuse", description="difference=hvp on one process: reuse = take g_a and g_b with their graphs and run one "
+        "double backward through both (fewest passes; both passes' graphs held at once), recompute = a forward and "
+        "a graph-building backward more per side, one side's graph at a time (less activation memory; docs/method.md)"
     )
     step_policy: Literal["relative", "absolute"] = Field(
         "relative", description="finite-difference step (central/forward): relative to ||theta||, or absolute epsilon"

@@ -126,3 +126,9 @@ def test_dump_has_every_key():
 def test_no_float_key_takes_inf_or_nan(override):
     with pytest.raises(UserError, match=rf"{override.split('=')[0]}: Input should be a finite number"):
         load_recipe("tiny", [override])
+
+
+def test_hvp_graph_key():
+    assert load_recipe("tiny").seam.hvp_graph == "reuse"
+    assert load_recipe("tiny", ["seam.hvp_graph=recompute"]).seam.hvp_graph == "recompute"
+    assert "seam.hvp_graph: Input should be 'reuse' or 'recompute'" in _error("tiny", ["seam.hvp_graph=keep"])

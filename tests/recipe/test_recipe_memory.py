@@ -56,3 +56,18 @@ def test_dtype_and_checkpointing():
 def test_unknown_values_raise(kw):
     with pytest.raises(ValueError):
         _llama7b(**kw)
+
+
+def test_hvp_graphs_counted():
+    fd, reuse, recompute = _llama7b(), _llama7b(hvp_graph="reuse"), _llama7b(hvp_graph="recompute")
+    # one twice-differentiated pass at 7B, batch 4 x 256: 32 layers x 2 x 34 x 4*256*4096 x 2 bytes / 2
+    graph = 32 * 2 * 34 * 4 * 256 * 4096
+    assert recompute["activations"] == graph and reuse["activations"] == 2 * graph > fd["activations"]
+    assert recompute["hvp_gradient"] == fd["weights"] and reuse["hvp_gradient"] == fd["hvp_gradient"] == 0
+    assert reuse["total"] - fd["total"] == 2 * graph - fd["activations"]
+    # at 1,024 tokens one graph (8.5 GiB) is smaller than a weight-sized bf16 buffer (12.6 GiB): reuse holds less
+    assert reuse["total"] < recompute["total"]
+    # at 4 x 2048 tokens the graphs dominate: recompute holds less
+    assert _llama7b(hvp_graph="reuse", seq_len=2048)["total"] > _llama7b(hvp_graph="recompute", seq_len=2048)["total"]
+    with pytest.raises(ValueError):
+        _llama7b(hvp_graph="keep")
