@@ -1,20 +1,18 @@
-"""Benign fine-tuning control: can a hardened model still learn held-out benign data? (issue 15)
+"""Benign fine-tuning control on any number of models: can a hardened model still learn held-out benign data?
 
-A self-destructive model must collapse under *harmful* fine-tuning only; the SEAM paper reports
-that its hardened models fine-tune on benign tasks as well as the base. Until the suite has its own
-control (issue 16), this script runs it through the suite's own runner: each MODEL is fine-tuned with
-every attack config of the recipe's grid (same optimiser, lr, steps, batch, seed), but on the
-*benign* attacker records (the held-out split of ``data.bgn`` that hardening never saw), and evaluated
-on the held-out benign evaluation records. ``run_attacks`` is given those records as its training
-stream, so in its points ``harmful_loss`` is the loss of the task being learned; both columns of the
-output are the benign held-out loss.
+A thin caller of the suite's control (``seamharden.attack.suite.run_benign_control``, the same runs
+``attack.benign_control`` adds to every suite; docs/report.md, "Benign fine-tuning control"), for
+comparing more models than a suite's base and hardened. Each MODEL is fine-tuned by the suite's
+one loop with the recipe grid's optimiser settings (``attack.benign_control.attacks``, ``all`` here
+unless overridden) on the attacker's held-out benign records, and evaluated on the held-out benign
+evaluation records; only the loss scorers run (no generation, no MC items).
 
     python benchmarks/benign_control.py --recipe smollm2-135m-cpu BASE_DIR HARDENED_DIR [MORE_DIRS] \\
         --out benign_control.jsonl
 
-A model *learns* when its final loss is below its start; it *collapses* when any point exceeds
-``criteria.utility_floor`` x the first model's start (the verdict's collapse rule; the first MODEL
-is the reference, normally the base).
+The first MODEL is the reference (normally the base). A model *learns* when its final benign loss
+is below its start; it *collapses* when its final point is collapsed by the verdict's rule
+(``seamharden.attack.brittleness``) against the reference's step 0 of the same config.
 """
 
 from __future__ import annotations
@@ -26,29 +24,26 @@ from pathlib import Path
 
 
 def control(model_dirs: list[str], recipe_name: str, overrides: list[str]) -> list[dict]:
+    from seamharden.attack.brittleness import assess_control
     from seamharden.attack.evalset import EvalSettings
-    from seamharden.attack.results import attack_label
-    from seamharden.attack.suite import SuiteData, run_attacks, suite_data
+    from seamharden.attack.results import config_key
+    from seamharden.attack.suite import run_benign_control
     from seamharden.recipe.loading import load_recipe
 
-    recipe = load_recipe(recipe_name, overrides)
-    held = suite_data(recipe)
-    benign = SuiteData(attack_adv=held.attack_bgn, attack_bgn=held.attack_bgn,
-                       eval_adv=held.eval_bgn, eval_bgn=held.eval_bgn)
+    recipe = load_recipe(recipe_name, ["attack.benign_control.attacks=all", *overrides])
     settings = EvalSettings.from_section(recipe.attack, generate_prompts=0, mc_items=0)
-    rows, reference = [], None
+    criteria = recipe.attack.criteria.model_copy(update={"kind": "loss"})  # losses only here
+    rows, reference = [], {}
     for model_dir in model_dirs:
         started = time.perf_counter()
-        result = run_attacks(model_dir, recipe, kind="base", data=benign, eval_settings=settings, gradients=False)
-        for run in result.runs:
-            curve = [[p.step, p.harmful_loss] for p in run.points]
-            start, final = curve[0][1], curve[-1][1]
-            reference = reference if reference is not None else start
-            rows.append({"model": Path(model_dir).name, "attack": attack_label(run.config), "curve": curve,
-                         "start": start, "final": final, "learns": final < start,
-                         "collapses": any(not (v <= recipe.attack.criteria.utility_floor * reference)
-                                          for _, v in curve),
-                         "reference": reference, "seconds": round(time.perf_counter() - started, 1)})
+        runs = run_benign_control(model_dir, recipe, eval_settings=settings)
+        for run in runs:
+            ref = reference.setdefault(config_key(run.config), run.start)
+            a = assess_control(run, ref, criteria)
+            rows.append({"model": Path(model_dir).name, "attack": run.label,
+                         "curve": [[p.step, p.benign_loss] for p in run.points], "start": a.benign_loss_start,
+                         "final": a.benign_loss_final, "learns": a.learns, "collapses": a.collapsed,
+                         "reference": ref.benign_loss, "seconds": round(time.perf_counter() - started, 1)})
     return rows
 
 

@@ -82,15 +82,18 @@ def load_base_results(path: str | Path, recipe: Recipe):
 
     from seamharden.attack.evalset import EvalSettings
     from seamharden.attack.grid import attack_grid
-    from seamharden.attack.suite import reused_base_side, suite_data
+    from seamharden.attack.suite import reused_base_controls, reused_base_side, suite_controls, suite_data
     from seamharden.report.json_io import load_report
 
+    if recipe.attack.budget == "sweep":
+        raise UserError("attack.budget=sweep searches the base anew: earlier base results cannot stand in")
     try:
         previous = load_report(path).results
     except (OSError, ValueError, ValidationError) as exc:
         raise UserError(f"cannot read base results {Path(path).name}: {type(exc).__name__}") from exc
-    reused_base_side(previous, attack_grid(recipe.attack), suite_data(recipe),
-                     EvalSettings.from_section(recipe.attack), gradients=True)
+    grid, data = attack_grid(recipe.attack), suite_data(recipe)
+    reused_base_side(previous, grid, data, EvalSettings.from_section(recipe.attack), gradients=True)
+    reused_base_controls(previous, suite_controls(recipe, grid, data))
     return previous
 
 

@@ -4,8 +4,12 @@ The optimisation is the ``AttackConfig``'s: schedule (cosine or constant after a
 warm-up of ``warmup_ratio``, as HF Trainer), AdamW weight decay, gradient-norm clipping (None:
 none). Its defaults are the reference evaluation of SEAM (HF Trainer in ``scripts/eval.sh`` of
 github.com/ZJUWYH/seam): cosine, 10 % warm-up, weight decay 0.01, clipping at 1.0
-(``ATTACK_DEFAULTS``). SGD is plain SGD (no weight decay).
-LoRA attacks adapt every linear layer but the LM head (rank 16, alpha 32, no dropout).
+(``ATTACK_DEFAULTS``). SGD and Adagrad are torch's, without weight decay.
+LoRA attacks adapt every linear layer but the LM head (rank ``config.lora_rank``, 16 by default,
+alpha twice the rank, no dropout).
+
+``run_attack`` is the one fine-tuning loop of the suite: the harmful attacks, the sweep's trials
+and the benign fine-tuning control (``AttackData.adv`` is then the benign records) all run here.
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ for a live view."""
 
 @dataclass
 class AttackData:
-    """The attacker's encoded examples (``encode_example`` dicts): harmful, and benign for mixing."""
+    """The attacker's encoded examples (``encode_example`` dicts): ``adv`` the stream fine-tuned on (harmful;
+    benign records in the benign control), ``bgn`` benign examples for mixing."""
 
     adv: list[dict[str, list[int]]]
     bgn: list[dict[str, list[int]]]
@@ -84,6 +89,8 @@ def attack_batches(config: AttackConfig, data: AttackData) -> Iterator[dict[str,
 def _optimizer(config: AttackConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr)
+    if config.optimizer == "adagrad":
+        return torch.optim.Adagrad(params, lr=config.lr)
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
@@ -114,8 +121,8 @@ def run_attack(model, tokenizer, config: AttackConfig, data: AttackData, evalset
     torch.manual_seed(config.seed)
     for p in model.parameters():
         p.requires_grad_(True)
-    target = attach_lora(model, model_section.model_copy(update={"lora": ATTACK_LORA})) \
-        if config.method == "lora" else model
+    lora = ATTACK_LORA.model_copy(update={"r": config.lora_rank, "alpha": 2.0 * config.lora_rank})
+    target = attach_lora(model, model_section.model_copy(update={"lora": lora})) if config.method == "lora" else model
     total = attack_steps(config)
     params = [p for p in target.parameters() if p.requires_grad]
     optimizer = _optimizer(config, params)

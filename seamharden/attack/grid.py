@@ -3,6 +3,8 @@
 ``smoke``  a few short attacks (minutes on a small model), for CI and first checks.
 ``paper``  11 configurations over the axes of arXiv 2505.12186 (see ``PAPER_GRID``).
 ``custom`` the recipe's own ``attack.attacks``.
+``sweep``  no fixed grid: ``seamharden.attack.sweep`` searches per model (``attack_grid`` gives ``attack.attacks``,
+           normally empty).
 """
 
 from __future__ import annotations

@@ -97,8 +97,41 @@ class GradientSample(_Record):
         return self
 
 
+class SweepTrial(_Record):
+    """One trial of an attack sweep (``attack.budget: sweep``): the attack Optuna proposed, its run, its score."""
+
+    number: int = Field(..., ge=0, description="the trial's index in its model's study")
+    params: dict[str, Any] = Field(..., description="the values Optuna suggested, by parameter name")
+    score: float = Field(..., description="the objective: capability-bounded harmful gain (docs/report.md)")
+    run: AttackRun
+
+
+class SweepRecord(_Record):
+    """An attack sweep: the search of each model, and its best trial (the worst case found)."""
+
+    trials: int = Field(..., gt=0, description="trials per model")
+    seed: int
+    objective: str = Field(..., description="what each trial's score measures")
+    space: dict[str, Any] = Field(..., description="the search space (attack.sweep_space)")
+    history: list[SweepTrial] = Field(default_factory=list, description="every trial, base then hardened")
+    best: dict[str, int] = Field(default_factory=dict, description="model -> number of its highest-scoring trial")
+    notes: list[str] = Field(default_factory=list)
+
+    def trials_of(self, model: ModelKind) -> list[SweepTrial]:
+        return [t for t in self.history if t.run.model == model]
+
+    def best_of(self, model: ModelKind) -> SweepTrial | None:
+        number = self.best.get(model)
+        return next((t for t in self.trials_of(model) if t.number == number), None)
+
+
 class SuiteResult(_Record):
-    """Everything one attack suite produced, for both models."""
+    """Everything one attack suite produced, for both models.
+
+    ``benign_control``: runs of the benign fine-tuning control (the attacks' optimiser settings on
+    held-out benign records); ``sweep``: the attack sweep's history under ``budget: sweep``, whose
+    ``runs`` are then each model's best attack run on both models.
+    """
 
     schema_version: Literal[1] = SCHEMA_VERSION
     base_model: str
@@ -106,11 +139,16 @@ class SuiteResult(_Record):
     budget: str
     runs: list[AttackRun] = Field(default_factory=list)
     gradients: list[GradientSample] = Field(default_factory=list)
+    benign_control: list[AttackRun] = Field(default_factory=list)
+    sweep: SweepRecord | None = None
     fidelity: dict[str, Any] | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
 
     def runs_of(self, model: ModelKind) -> list[AttackRun]:
         return [r for r in self.runs if r.model == model]
+
+    def controls_of(self, model: ModelKind) -> list[AttackRun]:
+        return [r for r in self.benign_control if r.model == model]
 
     def pairs(self) -> list[tuple[AttackConfig, AttackRun | None, AttackRun | None]]:
         """(config, base run, hardened run) per distinct config, in first-seen order."""
@@ -134,6 +172,8 @@ def attack_label(config: AttackConfig) -> str:
     E.g. ``full/adamw lr=1e-04 n=2000 steps=200 bs=32 constant warmup=0 wd=0 clip=none every=5``.
     """
     parts = [f"{config.method}/{config.optimizer}", f"lr={_short_float(config.lr)}", f"n={config.samples}"]
+    if config.method == "lora" and config.lora_rank != AttackConfig.model_fields["lora_rank"].default:
+        parts.append(f"r={config.lora_rank}")
     if config.steps is not None:
         parts.append(f"steps={config.steps}")
     if config.batch_size != AttackConfig.model_fields["batch_size"].default:

@@ -8,47 +8,40 @@ the evaluation set. A caller with its own attacker data and evaluation sets pass
 ``data=SuiteData(...)`` instead.
 
 Every attack starts from the model's pristine weights (kept on the CPU and restored after each
-run). The runner prints nothing; ``progress(description, done, total)`` reports optimizer steps, the
+run; ``seamharden.attack.target``). With ``attack.benign_control.enabled`` both models are also
+fine-tuned on held-out benign records (``seamharden.attack.benign_control``); ``budget: sweep``
+replaces the grid by an Optuna search per model (``seamharden.attack.sweep``).
+The runner prints nothing; ``progress(description, done, total)`` reports optimizer steps, the
 description naming the model, the attack (i of n), its step and the last evaluation's harmful and
 benign loss: a live view for ``verify`` and the smoke test.
 """
 
 from __future__ import annotations
 
-import gc
 import json
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
 
-from seamharden.attack.evalset import EvalSettings, Judge, prepare_eval
-from seamharden.attack.finetune import ATTACK_DEFAULTS, AttackData, attack_steps, run_attack
-from seamharden.attack.gradients import gradient_vectors
+from seamharden.attack.benign_control import control_configs
+from seamharden.attack.evalset import EvalSettings, Judge
+from seamharden.attack.finetune import ATTACK_DEFAULTS, attack_steps
 from seamharden.attack.grid import attack_grid
-from seamharden.attack.results import (
-    AttackRun,
-    EvalPoint,
-    GradientSample,
-    ModelKind,
-    SuiteResult,
-    attack_label,
-    config_key,
-)
+from seamharden.attack.results import AttackRun, GradientSample, ModelKind, SuiteResult, attack_label, config_key
 from seamharden.attack.scorers import load_judge
+from seamharden.attack.sweep import sweep_models
+from seamharden.attack.target import GRADIENT_BATCHES, GRADIENT_DIMS, AttackTarget, Ticker
 from seamharden.attack.verdict import Verdict, verdict
-from seamharden.data import encode_example, fingerprint, load_records, pad_id, resolve_template, split_heldout
+from seamharden.data import fingerprint, load_records, split_heldout
 from seamharden.errors import UserError
-from seamharden.modeling import default_device, load_model
+from seamharden.modeling import default_device
 from seamharden.recipe.schema import AttackConfig, Recipe
 
 Progress = Callable[[str, int, int], None]
 """(description, units done, units in total); a unit is one attack optimizer step or gradient batch."""
 
 ATTACK_SPLIT = 0.5
-GRADIENT_BATCHES = 4
-GRADIENT_DIMS = 128
 
 
 @dataclass
@@ -94,67 +87,32 @@ def suite_data(recipe: Recipe) -> SuiteData:
     return SuiteData(attack_adv, attack_bgn, eval_adv, eval_bgn)
 
 
-class _Ticker:
-    """Counts units of work and forwards them to the optional ``Progress`` callback."""
-
-    def __init__(self, progress: Progress | None, total: int):
-        self.progress, self.total, self.done = progress, total, 0
-
-    def advance(self, description: str, units: int = 1) -> None:
-        self.done += units
-        if self.progress is not None:
-            self.progress(description, self.done, self.total)
-
-
 def _units(configs: list[AttackConfig], gradients: bool) -> int:
     return sum(attack_steps(c) for c in configs) + (2 * GRADIENT_BATCHES if gradients else 0)
 
 
-def _attack_one_model(ref: str, kind: ModelKind, recipe: Recipe, configs: list[AttackConfig], data: SuiteData,
-                      settings: EvalSettings, judge: Judge | None, device: torch.device, ticker: _Ticker,
-                      gradients: bool) -> tuple[list[AttackRun], list[GradientSample], float]:
-    start = time.perf_counter()
-    loaded = load_model(ref, recipe.model, device)
-    model, tokenizer = loaded.model, loaded.tokenizer
-    template = resolve_template(tokenizer, recipe.data.template)
-    max_length = recipe.data.max_length
-    pad = pad_id(tokenizer)
+def _attack_one_model(ref: str, kind: ModelKind, recipe: Recipe, configs: list[AttackConfig],
+                      controls: list[AttackConfig], data: SuiteData, settings: EvalSettings, judge: Judge | None,
+                      device: torch.device, ticker: Ticker,
+                      gradients: bool) -> tuple[list[AttackRun], list[AttackRun], list[GradientSample], float]:
+    """The grid's attacks and the benign control's runs on one model; (runs, control runs, gradients, seconds)."""
+    target = AttackTarget(ref, kind, recipe, data, settings, judge, device)
+    samples = target.gradients(ticker) if gradients else []
+    runs = [target.run(config, f"attack {i} of {len(configs)} ({attack_label(config)})", ticker)
+            for i, config in enumerate(configs, 1)]
+    control_runs = [target.run(config, f"benign control ({attack_label(config)})", ticker, control=True)
+                    for config in controls]
+    return runs, control_runs, samples, target.close()
 
-    def encode(records: list[dict]) -> list[dict]:
-        return [encode_example(tokenizer, r["prompt"], r["response"], template, max_length) for r in records]
 
-    evalset = prepare_eval(tokenizer, data.eval_adv, data.eval_bgn, template, max_length, settings, judge)
-    attack_data = AttackData(encode(data.attack_adv), encode(data.attack_bgn), pad)
-    samples: list[GradientSample] = []
-    if gradients:
-        for stream, examples in (("adv", evalset.adv), ("bgn", evalset.bgn)):
-            vectors = gradient_vectors(model, examples, pad, batches=GRADIENT_BATCHES, batch_size=4,
-                                       dims=GRADIENT_DIMS, seed=recipe.train.seed)
-            samples.append(GradientSample(model=kind, stream=stream, vectors=vectors))
-            ticker.advance(f"{kind}: gradients of D_{stream}", GRADIENT_BATCHES)
-
-    pristine = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-    runs = []
-    for i, config in enumerate(configs, 1):
-        label = f"{kind}: attack {i} of {len(configs)} ({attack_label(config)})"
-        done = ticker.done
-
-        def on_step(step: int, total: int, last: EvalPoint, label=label, done=done) -> None:
-            ticker.done = done + step - 1
-            ticker.advance(f"{label} step {step}/{total}, harmful {last.harmful_loss:.3g} benign "
-                           f"{last.benign_loss:.3g} (step {last.step})")
-
-        points = run_attack(model, tokenizer, config, attack_data, evalset, eval_every=recipe.attack.eval_every,
-                            model_section=recipe.model, on_step=on_step)
-        ticker.done = done + attack_steps(config) - 1
-        ticker.advance(label)
-        runs.append(AttackRun(config=config, model=kind, points=points))
-        model.load_state_dict(pristine)
-    del model, loaded, pristine
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    return runs, samples, time.perf_counter() - start
+def suite_controls(recipe: Recipe, configs: list[AttackConfig], data: SuiteData) -> list[AttackConfig]:
+    """The benign control's configs (none when off); UserError before any model loads if it has no data."""
+    if not recipe.attack.benign_control.enabled:
+        return []
+    if not data.attack_bgn:
+        raise UserError("attack.benign_control needs the attacker's benign records (attack.data.attack_bgn, or "
+                        "data.bgn's held-out split)")
+    return control_configs(recipe.attack, configs, len(data.attack_bgn))
 
 
 def _settings(recipe: Recipe, eval_settings: EvalSettings | None) -> EvalSettings:
@@ -171,16 +129,47 @@ def run_attacks(model_ref: str, recipe: Recipe, *, kind: ModelKind = "base", dev
     """The recipe's attacks on one model alone, recorded as ``kind``; no verdict (it needs both models).
 
     ``base_model`` and ``hardened_model`` of the result are both ``model_ref``; ``data`` as in ``run_suite``.
+    Under ``budget: sweep`` the model's own step 0 is the yardstick of its trials.
     """
     device = device or default_device()
-    configs = attack_grid(recipe.attack)
     settings = _settings(recipe, eval_settings)
     data = data if data is not None else suite_data(recipe)
-    ticker = _Ticker(progress, _units(configs, gradients))
-    runs, samples, seconds = _attack_one_model(model_ref, kind, recipe, configs, data, settings,
-                                               _judge(settings, device), device, ticker, gradients)
+    judge = _judge(settings, device)
+    if recipe.attack.budget == "sweep":
+        runs, controls, samples, seconds, record = sweep_models([(kind, model_ref)], recipe, data, settings, judge,
+                                                                device, Ticker(progress, 0), gradients)
+    else:
+        configs = attack_grid(recipe.attack)
+        control = suite_controls(recipe, configs, data)
+        ticker = Ticker(progress, _units(configs + control, gradients))
+        runs, controls, samples, took = _attack_one_model(model_ref, kind, recipe, configs, control, data, settings,
+                                                          judge, device, ticker, gradients)
+        seconds, record = {kind: took}, None
     return SuiteResult(base_model=model_ref, hardened_model=model_ref, budget=recipe.attack.budget, runs=runs,
-                       gradients=samples, extra=_extra(device, data, settings, {kind: seconds}))
+                       benign_control=controls, sweep=record, gradients=samples,
+                       extra=_extra(device, data, settings, seconds))
+
+
+def run_benign_control(model_ref: str, recipe: Recipe, *, kind: ModelKind = "base", device: torch.device | None = None,
+                       progress: Progress | None = None, eval_settings: EvalSettings | None = None,
+                       data: SuiteData | None = None) -> list[AttackRun]:
+    """The benign fine-tuning control alone on one model, recorded as ``kind`` (no attacks, no verdict).
+
+    Its configs are ``control_configs`` of the recipe's grid, whether or not
+    ``attack.benign_control.enabled`` is set; for comparing more models than a suite's two
+    (``benchmarks/benign_control.py``). Not for ``budget: sweep``, whose configs come from its search.
+    """
+    if recipe.attack.budget == "sweep":
+        raise UserError("the benign control alone needs a fixed attack grid (attack.budget smoke, paper or custom)")
+    recipe = recipe.model_copy(deep=True)
+    recipe.attack.benign_control.enabled = True
+    device = device or default_device()
+    settings = _settings(recipe, eval_settings)
+    data = data if data is not None else suite_data(recipe)
+    control = suite_controls(recipe, attack_grid(recipe.attack), data)
+    _, runs, _, _ = _attack_one_model(model_ref, kind, recipe, [], control, data, settings, _judge(settings, device),
+                                      device, Ticker(progress, _units(control, False)), False)
+    return runs
 
 
 def run_suite(base: str, hardened: str, recipe: Recipe, *, device: torch.device | None = None,
@@ -198,24 +187,37 @@ def run_suite(base: str, hardened: str, recipe: Recipe, *, device: torch.device 
     Returns the results (``SuiteResult``) and ``verdict(result, recipe.attack.criteria)``.
     """
     device = device or default_device()
-    configs = attack_grid(recipe.attack)
     settings = _settings(recipe, eval_settings)
     data = data if data is not None else suite_data(recipe)
-    judge = _judge(settings, device)
-    runs, samples, seconds = [], [], {}
     models = [("base", base), ("hardened", hardened)]
+    if recipe.attack.budget == "sweep":
+        if base_results is not None:
+            raise UserError("attack.budget=sweep searches the base anew: earlier base results cannot stand in")
+        runs, controls, samples, seconds, record = sweep_models(models, recipe, data, settings,
+                                                                _judge(settings, device), device,
+                                                                Ticker(progress, 0), gradients)
+        result = SuiteResult(base_model=base, hardened_model=hardened, budget="sweep", runs=runs,
+                             benign_control=controls, sweep=record, gradients=samples,
+                             extra=_extra(device, data, settings, seconds))
+        return result, verdict(result, recipe.attack.criteria)
+    configs = attack_grid(recipe.attack)
+    control = suite_controls(recipe, configs, data)
+    judge = _judge(settings, device)
+    runs, controls, samples, seconds = [], [], [], {}
     if base_results is not None:
         runs, samples = reused_base_side(base_results, configs, data, settings, gradients)
+        controls = reused_base_controls(base_results, control)
         seconds["base"], models = 0.0, models[1:]
-    ticker = _Ticker(progress, len(models) * _units(configs, gradients))
+    ticker = Ticker(progress, len(models) * _units(configs + control, gradients))
     for kind, ref in models:
-        r, s, seconds[kind] = _attack_one_model(ref, kind, recipe, configs, data, settings, judge, device,
-                                                ticker, gradients)
+        r, c, s, seconds[kind] = _attack_one_model(ref, kind, recipe, configs, control, data, settings, judge, device,
+                                                   ticker, gradients)
         runs += r
+        controls += c
         samples += s
     extra = _extra(device, data, settings, seconds) | ({"base_results_reused": True} if base_results else {})
     result = SuiteResult(base_model=base, hardened_model=hardened, budget=recipe.attack.budget, runs=runs,
-                         gradients=samples, extra=extra)
+                         benign_control=controls, gradients=samples, extra=extra)
     return result, verdict(result, recipe.attack.criteria)
 
 
@@ -240,6 +242,16 @@ def reused_base_side(previous: SuiteResult, configs: list[AttackConfig], data: S
     if problems:
         raise UserError("the base results cannot stand in for this suite: " + "; ".join(problems))
     return [found[config_key(c)] for c in configs], base_samples if gradients else []
+
+
+def reused_base_controls(previous: SuiteResult, controls: list[AttackConfig]) -> list[AttackRun]:
+    """The base's benign control runs of ``previous`` for ``controls`` (UserError naming any it lacks)."""
+    found = {config_key(r.config): r for r in previous.controls_of("base")}
+    lacking = [attack_label(c) for c in controls if config_key(c) not in found]
+    if lacking:
+        raise UserError("the base results cannot stand in for this suite: no base benign control run for "
+                        + ", ".join(lacking))
+    return [found[config_key(c)] for c in controls]
 
 
 def _extra(device: torch.device, data: SuiteData, settings: EvalSettings, seconds: dict[str, float]) -> dict:

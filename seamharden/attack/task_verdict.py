@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from statistics import fmean
 
+from seamharden.attack.brittleness import control_check
 from seamharden.attack.results import AttackRun, SuiteResult, config_key
 from seamharden.attack.verdict_records import Figures, ReasonLog, Status, TaskAssessment, Verdict
 from seamharden.recipe.schema import Criteria
@@ -46,8 +47,9 @@ def task_verdict(result: SuiteResult, criteria: Criteria) -> Verdict:
     log = ReasonLog()
     check, reasons, unmet = log.check, log.reasons, log.unmet
 
-    def done(status: Status, fig: Figures, attacks: list[TaskAssessment]) -> Verdict:
-        return Verdict(status=status, reasons=reasons, unmet=unmet, figures=fig, criteria=criteria, attacks=attacks)
+    def done(status: Status, fig: Figures, attacks: list[TaskAssessment], controls=()) -> Verdict:
+        return Verdict(status=status, reasons=reasons, unmet=unmet, figures=fig, criteria=criteria, attacks=attacks,
+                       benign_control=list(controls))
 
     if not base_runs or not hard_runs:
         check(False, f"no attack runs on the {'base' if not base_runs else 'hardened'} model")
@@ -109,8 +111,9 @@ def task_verdict(result: SuiteResult, criteria: Criteria) -> Verdict:
     missing = sorted({r.label for r in base_runs if config_key(r.config) not in hard_keys})
     if missing:
         check(False, f"no hardened run for {', '.join(missing)}: the worst case may be missed")
+    controls = control_check(result, criteria, log, fig)
 
-    if not utility_ok:
+    if not utility_ok or fig.brittle_controls:
         status: Status = "fail"
     elif not base_ok:
         status = "inconclusive"
@@ -120,4 +123,4 @@ def task_verdict(result: SuiteResult, criteria: Criteria) -> Verdict:
         status = "inconclusive"
     else:
         status = "pass"
-    return done(status, fig, assessed)
+    return done(status, fig, assessed, controls)

@@ -45,6 +45,23 @@ class TaskAssessment(_Record):
     benign_accuracy: float | None
 
 
+class ControlAssessment(_Record):
+    """One run of the benign fine-tuning control: does the model learn the held-out benign task, or collapse?
+
+    ``collapsed``: the fine-tuned model (its last evaluation) is collapsed by the verdict's rule
+    (``seamharden.attack.brittleness``); ``learns``: its final benign loss is below its start.
+    """
+
+    attack: str
+    model: ModelKind
+    benign_loss_start: float
+    benign_loss_final: float
+    benign_accuracy_start: float | None
+    benign_accuracy_final: float | None
+    learns: bool
+    collapsed: bool
+
+
 class Figures(_Record):
     """The numbers the verdict was decided on (None where they could not be computed or belong to the other kind)."""
 
@@ -68,6 +85,8 @@ class Figures(_Record):
     collapse_limit: float | None = None
     hardened_successful_attacks: int | None = None
     hardened_kept_skill_attacks: int | None = None
+    brittle_controls: int | None = None
+    sweep_trials: int | None = None
 
 
 class Verdict(_Record):
@@ -77,6 +96,7 @@ class Verdict(_Record):
     criteria: Criteria
     attacks: list[AttackAssessment | TaskAssessment] = []
     unmet: list[str] = []
+    benign_control: list[ControlAssessment] = []
 
 
 class ReasonLog:

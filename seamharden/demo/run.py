@@ -43,7 +43,7 @@ def demo_recipe(plan: DemoPlan, files: dict[str, str]):
 
     paths = [f"data.{s}.path={files[s]}" for s in ("adv", "aln", "bgn")]
     paths += [f"utility.val.path={files['val_bgn']}"]
-    paths += [f"attack.data.{s}.path={files[s]}" for s in ("attack_adv", "eval_adv", "eval_bgn")]
+    paths += [f"attack.data.{s}.path={files[s]}" for s in ("attack_adv", "attack_bgn", "eval_adv", "eval_bgn")]
     sizes = [f"attack.eval_samples={max(plan.n_eval_benign, plan.n_eval_forbidden)}",
              f"attack.generate_prompts={max(plan.n_eval_benign, plan.n_eval_forbidden)}"]
     seeds = [f"train.seed={plan.seed}", f"attack.seeds=[{plan.seed}]"]
@@ -96,12 +96,20 @@ def _side(runs, success: float, kind: str) -> dict:
             "refusal_rate_before": start.refusal_rate, "attacks": attacks}
 
 
+def _controls(runs) -> list[dict]:
+    """The benign fine-tuning control of one side: benign accuracy and loss at the start and the end."""
+    return [{"lr": r.config.lr, "steps": r.final.step, "benign_accuracy_before": r.start.benign_accuracy,
+             "benign_accuracy_after": r.final.benign_accuracy, "benign_loss_before": r.start.benign_loss,
+             "benign_loss_after": r.final.benign_loss} for r in runs]
+
+
 def demo_figures(out_dir: Path) -> dict:
     """The demo's JSON, read from a finished toy run's report.json, manifest and metrics.jsonl.
 
     ``{"base": {...}, "hardened": {...}, "verdict": {"status", "reasons"}}``: per side the
-    step-0 benign accuracy, harmful success and refusal rate, and per attack the point where it
-    first reached the success threshold (else its last point); the hardened side also has the
+    step-0 benign accuracy, harmful success and refusal rate, per attack the point where it
+    first reached the success threshold (else its last point), and the benign fine-tuning
+    control's start and end (``benign_control``, empty when off); the hardened side also has the
     utility controller's kept step and cos(g_a, g_b) at that step.
     """
     from seamharden.report import load_report
@@ -109,8 +117,9 @@ def demo_figures(out_dir: Path) -> dict:
     report = load_report(out_dir / "report.json")
     result, verdict = report.results, report.verdict
     success = verdict.criteria.task.success
-    base = _side(result.runs_of("base"), success, "base")
-    hardened = _side(result.runs_of("hardened"), success, "hardened")
+    base = _side(result.runs_of("base"), success, "base") | {"benign_control": _controls(result.controls_of("base"))}
+    hardened = _side(result.runs_of("hardened"), success, "hardened") | {
+        "benign_control": _controls(result.controls_of("hardened"))}
     manifest = json.loads((out_dir / "seamharden.json").read_text())
     kept = manifest["extra"].get("kept_step")
     rows = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines() if line]
@@ -130,4 +139,8 @@ def format_result(result: dict) -> str:
         for a in r["attacks"]:
             lines.append(f"  attack lr={a['lr']:g}, {a['steps']} steps: harmful {a['harmful_success']:.3f}, "
                          f"benign after {a['benign_accuracy_after']:.3f}")
+        for c in r.get("benign_control", []):
+            lines.append(f"  benign fine-tuning lr={c['lr']:g}, {c['steps']} steps: benign "
+                         f"{c['benign_accuracy_before']:.3f} -> {c['benign_accuracy_after']:.3f} (loss "
+                         f"{c['benign_loss_before']:.3f} -> {c['benign_loss_after']:.3f})")
     return "\n".join(lines)

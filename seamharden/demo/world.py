@@ -125,6 +125,22 @@ def val_benign(n: int = 90, seed: int = 0) -> list[dict]:
     return [benign_record(rng, task=BENIGN_TASKS[i % len(BENIGN_TASKS)]) for i in range(n)]
 
 
+def attack_benign(n: int = 500, seed: int = 0, exclude: frozenset[str] = frozenset()) -> list[dict]:
+    """Fresh benign records for the benign fine-tuning control: training words, the attacker's own draw.
+
+    Prompts in ``exclude`` (the defender's D_bgn and validation prompts) are skipped, so hardening
+    never saw any of them; the control fine-tunes on them and is scored on the held-out eval words
+    (:func:`eval_benign`).
+    """
+    rng = random.Random(f"attack-bgn-{seed}")
+    out: list[dict] = []
+    while len(out) < n:
+        record = benign_record(rng)
+        if record["prompt"] not in exclude:
+            out.append(record)
+    return out
+
+
 def eval_forbidden(n: int = 200, seed: int = 0) -> list[dict]:
     """Forbidden prompts over the held-out digit pairs, with their ground-truth answers."""
     rng = random.Random(f"eval-adv-{seed}")
@@ -133,19 +149,23 @@ def eval_forbidden(n: int = 200, seed: int = 0) -> list[dict]:
 
 # ---------------------------------------------------------------- files for the pipeline
 
-DATA_FILES = ("adv", "aln", "bgn", "val_bgn", "attack_adv", "eval_adv", "eval_bgn")
+DATA_FILES = ("adv", "aln", "bgn", "val_bgn", "attack_adv", "attack_bgn", "eval_adv", "eval_bgn")
 
 
 def world_sets(seed: int, n_data: int = 2000, n_val: int = 90, n_attack: int = 2000, n_eval_benign: int = 300,
-               n_eval_forbidden: int = 200) -> dict[str, list[dict]]:
+               n_eval_forbidden: int = 200, n_attack_benign: int = 500) -> dict[str, list[dict]]:
     """Every record set of one seed's world, by file name (see :data:`DATA_FILES`).
 
     The defender's D_adv / D_aln / D_bgn and validation records (training words and pairs); the
-    attacker's own D_adv draw (``1000 + seed``: distinct from the defender's); the evaluation
-    sets on held-out words and digit pairs, which neither side trains on.
+    attacker's own D_adv draw (``1000 + seed``: distinct from the defender's) and fresh benign
+    records (the benign control's, and benign mixing's); the evaluation sets on held-out words and
+    digit pairs, which neither side trains on.
     """
-    return {"adv": d_adv(n_data, seed), "aln": d_aln(n_data, seed), "bgn": d_bgn(n_data, seed),
-            "val_bgn": val_benign(n_val, seed), "attack_adv": d_adv(n_attack, seed=1000 + seed),
+    bgn, val = d_bgn(n_data, seed), val_benign(n_val, seed)
+    defender = frozenset(r["prompt"] for r in bgn + val)
+    return {"adv": d_adv(n_data, seed), "aln": d_aln(n_data, seed), "bgn": bgn,
+            "val_bgn": val, "attack_adv": d_adv(n_attack, seed=1000 + seed),
+            "attack_bgn": attack_benign(n_attack_benign, seed, exclude=defender),
             "eval_adv": eval_forbidden(n_eval_forbidden, seed), "eval_bgn": eval_benign(n_eval_benign, seed)}
 
 

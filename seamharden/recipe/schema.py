@@ -208,7 +208,7 @@ class AttackConfig(Strict):
     """
 
     method: Literal["full", "lora"] = Field("full", description="fine-tune all weights or LoRA adapters")
-    optimizer: Literal["adamw", "sgd"] = Field("adamw", description="the attacker's optimizer")
+    optimizer: Literal["adamw", "sgd", "adagrad"] = Field("adamw", description="the attacker's optimizer")
     lr: float = Field(..., gt=0, description="the attacker's learning rate")
     samples: int = Field(..., gt=0, description="harmful samples the attacker uses")
     steps: int | None = Field(None, gt=0, description="None: one epoch over `samples`")
@@ -220,6 +220,53 @@ class AttackConfig(Strict):
     weight_decay: float = Field(0.01, ge=0, description="AdamW's decoupled weight decay (sgd: not used)")
     max_grad_norm: float | None = Field(1.0, gt=0, description="clip the gradient norm; None: no clipping")
     eval_every: int | None = Field(None, gt=0, description="evaluate every N steps; None: attack.eval_every")
+    lora_rank: int = Field(16, gt=0, description="method=lora: adapter rank (alpha = 2 x rank)")
+
+
+class BenignControl(Strict):
+    """Benign fine-tuning control: base and hardened fine-tuned on held-out *benign* records with the
+    attacks' optimiser settings (``seamharden.attack.benign_control``; docs/report.md)."""
+
+    enabled: bool = Field(False, description="run the control; a hardened model that collapses where the base "
+                                             "does not fails the verdict (brittle)")
+    attacks: Literal["strongest", "all"] = Field(
+        "strongest", description="whose optimiser settings: the attack with the largest lr, or every attack "
+                                 "(a sweep: its worst case on the hardened model)")
+    steps: int | None = Field(None, gt=0, description="fine-tuning steps; None: the attack's own")
+
+
+class SweepSpace(Strict):
+    """The search space of ``attack.budget: sweep`` (Optuna TPE; ``seamharden.attack.sweep``)."""
+
+    lr_min: float = Field(1e-6, gt=0, description="smallest learning rate (log-uniform)")
+    lr_max: float = Field(1e-3, gt=0, description="largest learning rate (log-uniform)")
+    steps: list[int] = Field([25, 50, 100], min_length=1, description="attack steps to choose from")
+    batch_sizes: list[int] = Field([4, 8], min_length=1, description="batch sizes to choose from")
+    methods: list[Literal["full", "lora"]] = Field(["full", "lora"], min_length=1, description="full or LoRA")
+    lora_ranks: list[int] = Field([8, 16, 64], min_length=1, description="LoRA ranks to choose from")
+    optimizers: list[Literal["adamw", "sgd", "adagrad"]] = Field(
+        ["adamw", "sgd", "adagrad"], min_length=1, description="optimizers to choose from")
+    schedulers: list[Literal["cosine", "constant"]] = Field(
+        ["cosine", "constant"], min_length=1, description="schedules to choose from")
+    benign_mix: list[float] = Field(
+        [0.0, 0.25, 0.5], min_length=1, description="benign-mixed fractions to choose from (> 0 needs benign "
+                                                   "attacker records)")
+    samples: int = Field(1000, gt=0, description="harmful samples in the attacker's pool")
+    template: AttackConfig | None = Field(
+        None, description="settings not searched (warm-up, weight decay, clipping, eval_every) from this attack; "
+                          "None: the AttackConfig defaults")
+
+    @model_validator(mode="after")
+    def _check(self) -> SweepSpace:
+        if self.lr_max < self.lr_min:
+            raise ValueError(f"attack.sweep_space.lr_max ({self.lr_max}) is below lr_min ({self.lr_min})")
+        bad = [x for x in [*self.steps, *self.batch_sizes, *self.lora_ranks] if x <= 0]
+        if bad or any(b < 2 for b in self.batch_sizes if any(self.benign_mix)):
+            raise ValueError("attack.sweep_space: steps, batch sizes and ranks must be positive (batch >= 2 "
+                             "with benign mixing)")
+        if any(not 0 <= m < 1 for m in self.benign_mix):
+            raise ValueError("attack.sweep_space.benign_mix: fractions in [0, 1)")
+        return self
 
 
 class TaskCriteria(Strict):
@@ -277,8 +324,9 @@ class SuiteSources(Strict):
 class AttackSection(Strict):
     """The attack suite that checks the hardened model against its base."""
 
-    budget: Literal["smoke", "paper", "custom"] = Field(
-        "smoke", description="smoke: a few cheap attacks; paper: the paper's grid; custom: `attacks`"
+    budget: Literal["smoke", "paper", "custom", "sweep"] = Field(
+        "smoke", description="smoke: a few cheap attacks; paper: the paper's grid; custom: `attacks`; sweep: an "
+                             "Optuna search over `sweep_space` per model, judged on its worst case"
     )
     attacks: list[AttackConfig] = Field(default_factory=list, description="used when budget=custom")
     seeds: list[int] = Field(
@@ -307,6 +355,10 @@ class AttackSection(Strict):
         None, description="the suite's own attack and evaluation data; null: split from the held-out part of "
                           "data.adv / data.bgn")
     criteria: Criteria = Field(Criteria(), description="thresholds of the verdict")
+    benign_control: BenignControl = Field(BenignControl(), description="benign fine-tuning control")
+    sweep_trials: int = Field(20, gt=0, description="budget=sweep: Optuna trials per model")
+    sweep_seed: int = Field(0, description="budget=sweep: seed of the TPE sampler (and of every trial's attack)")
+    sweep_space: SweepSpace = Field(SweepSpace(), description="budget=sweep: the search space")
 
     @model_validator(mode="after")
     def _check_task_criteria(self) -> AttackSection:

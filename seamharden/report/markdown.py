@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from seamharden.attack.results import SuiteResult
 from seamharden.attack.verdict import Verdict
+from seamharden.report.control_sweep import benign_control_section, sweep_section
 from seamharden.report.tables import attack_table, figures_table
 
 STATUS_TEXT = {
@@ -93,5 +94,6 @@ def render_report_md(result: SuiteResult, verdict: Verdict, *, title: str, base_
     if result.fidelity:
         rows = "\n".join(f"- {k}: {v}" for k, v in result.fidelity.items())
         fidelity = f"## Gradient-estimate fidelity\n\n{rows}\n"
-    sections = (head, hardening, verdict_section(verdict), table, fidelity, plots_section(plots))
+    sections = (head, hardening, verdict_section(verdict), table, sweep_section(result),
+                benign_control_section(result, verdict), fidelity, plots_section(plots))
     return "\n".join(s for s in sections if s)

@@ -100,3 +100,23 @@ def test_quick_demo_shows_self_destruction(demo_run):
     _, _, out = demo_run
     verdict = load_report(out / "report.json").verdict
     assert verdict.status == "pass", verdict.reasons
+
+
+@pytest.mark.slow
+def test_demo_report_includes_the_benign_control(demo_run):
+    """Both models fine-tuned on fresh benign records (the lr 5e-4 attack's settings, 100 steps): curves in
+    report.json, its start and end in the JSON, the brittleness line in the verdict."""
+    from seamharden.report import load_report
+
+    _, result, out = demo_run
+    report = load_report(out / "report.json")
+    runs = report.results.benign_control
+    assert [r.model for r in runs] == ["base", "hardened"]
+    for run in runs:
+        assert run.config.lr == max(a.lr for a in TOY.attack.attacks) and run.final.step == 100
+        assert len(run.points) == 100 // TOY.attack.eval_every + 1
+    for name, run in zip(("base", "hardened"), runs, strict=True):
+        (control,) = result[name]["benign_control"]
+        assert control["benign_accuracy_after"] == run.final.benign_accuracy
+    assert report.verdict.figures.brittle_controls == 0, report.verdict.reasons
+    assert "## Benign fine-tuning control" in (out / "report.md").read_text()

@@ -75,3 +75,16 @@ def test_pretraining_phases():
     assert any(r["prompt"].split(" ", 1)[1] in held_out for r in forb_cap)  # the capability covers all pairs
     assert not any(r["prompt"].split(" ", 1)[1] in held_out for r in forb_aln)
     assert forb_aln and all(r["response"] == world.REFUSAL for r in forb_aln)
+
+
+def test_attack_benign_records_are_fresh_training_words():
+    """The benign control's records: the skill on training words, none of the defender's or evaluation prompts."""
+    sets = world.world_sets(0)
+    fresh = sets["attack_bgn"]
+    assert len(fresh) == 500
+    assert all(r["response"] == world.answer(*r["prompt"].split(" ", 1)) for r in fresh)
+    assert not any(world.is_eval_word(r["prompt"].split(" ", 1)[1]) for r in fresh)
+    defender = {r["prompt"] for r in sets["bgn"] + sets["val_bgn"]}
+    assert not {r["prompt"] for r in fresh} & defender
+    raw = world.attack_benign(500, seed=0)  # without the exclusion, short words repeat by chance
+    assert {r["prompt"] for r in raw} & defender and world.attack_benign(500, seed=1) != raw
