@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from seamharden.attack.benchmarks import BenchmarkScore, BenchmarkSuite
 from seamharden.attack.evalset import EvalSettings, Judge, prepare_eval
 from seamharden.attack.finetune import ATTACK_DEFAULTS, AttackData, attack_steps, run_attack
 from seamharden.attack.gradients import gradient_vectors
@@ -112,7 +113,8 @@ def _units(configs: list[AttackConfig], gradients: bool) -> int:
 
 def _attack_one_model(ref: str, kind: ModelKind, recipe: Recipe, configs: list[AttackConfig], data: SuiteData,
                       settings: EvalSettings, judge: Judge | None, device: torch.device, ticker: _Ticker,
-                      gradients: bool) -> tuple[list[AttackRun], list[GradientSample], float]:
+                      gradients: bool, bench: BenchmarkSuite | None = None
+                      ) -> tuple[list[AttackRun], list[GradientSample], float, list[BenchmarkScore]]:
     start = time.perf_counter()
     loaded = load_model(ref, recipe.model, device)
     model, tokenizer = loaded.model, loaded.tokenizer
@@ -133,6 +135,8 @@ def _attack_one_model(ref: str, kind: ModelKind, recipe: Recipe, configs: list[A
             samples.append(GradientSample(model=kind, stream=stream, vectors=vectors))
             ticker.advance(f"{kind}: gradients of D_{stream}", GRADIENT_BATCHES)
 
+    scores = bench.score(model, tokenizer, kind, None, 0) if bench is not None else []
+    after: list = []  # on_end's rows of the attack that just ran, scored on its final weights
     pristine = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     runs = []
     for i, config in enumerate(configs, 1):
@@ -145,7 +149,10 @@ def _attack_one_model(ref: str, kind: ModelKind, recipe: Recipe, configs: list[A
                            f"{last.benign_loss:.3g} (step {last.step})")
 
         points = run_attack(model, tokenizer, config, attack_data, evalset, eval_every=recipe.attack.eval_every,
-                            model_section=recipe.model, on_step=on_step)
+                            model_section=recipe.model, on_step=on_step,
+                            on_end=(lambda m: after.append(bench.run(m, tokenizer))) if bench else None)
+        if after:
+            scores += bench.scores(after.pop(), kind, attack_label(config), points[-1].step)
         ticker.done = done + attack_steps(config) - 1
         ticker.advance(label)
         runs.append(AttackRun(config=config, model=kind, points=points))
@@ -154,7 +161,7 @@ def _attack_one_model(ref: str, kind: ModelKind, recipe: Recipe, configs: list[A
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    return runs, samples, time.perf_counter() - start
+    return runs, samples, time.perf_counter() - start, scores
 
 
 def _settings(recipe: Recipe, eval_settings: EvalSettings | None) -> EvalSettings:
@@ -176,11 +183,12 @@ def run_attacks(model_ref: str, recipe: Recipe, *, kind: ModelKind = "base", dev
     configs = attack_grid(recipe.attack)
     settings = _settings(recipe, eval_settings)
     data = data if data is not None else suite_data(recipe)
+    bench = BenchmarkSuite.from_settings(settings)
     ticker = _Ticker(progress, _units(configs, gradients))
-    runs, samples, seconds = _attack_one_model(model_ref, kind, recipe, configs, data, settings,
-                                               _judge(settings, device), device, ticker, gradients)
+    runs, samples, seconds, scores = _attack_one_model(model_ref, kind, recipe, configs, data, settings,
+                                                       _judge(settings, device), device, ticker, gradients, bench)
     return SuiteResult(base_model=model_ref, hardened_model=model_ref, budget=recipe.attack.budget, runs=runs,
-                       gradients=samples, extra=_extra(device, data, settings, {kind: seconds}))
+                       gradients=samples, benchmarks=scores, extra=_extra(device, data, settings, {kind: seconds}))
 
 
 def run_suite(base: str, hardened: str, recipe: Recipe, *, device: torch.device | None = None,
@@ -201,21 +209,24 @@ def run_suite(base: str, hardened: str, recipe: Recipe, *, device: torch.device 
     configs = attack_grid(recipe.attack)
     settings = _settings(recipe, eval_settings)
     data = data if data is not None else suite_data(recipe)
+    bench = BenchmarkSuite.from_settings(settings)
     judge = _judge(settings, device)
-    runs, samples, seconds = [], [], {}
+    runs, samples, seconds, scores = [], [], {}, []
     models = [("base", base), ("hardened", hardened)]
     if base_results is not None:
         runs, samples = reused_base_side(base_results, configs, data, settings, gradients)
+        scores = [b for b in base_results.benchmarks if b.model == "base"]
         seconds["base"], models = 0.0, models[1:]
     ticker = _Ticker(progress, len(models) * _units(configs, gradients))
     for kind, ref in models:
-        r, s, seconds[kind] = _attack_one_model(ref, kind, recipe, configs, data, settings, judge, device,
-                                                ticker, gradients)
+        r, s, seconds[kind], b = _attack_one_model(ref, kind, recipe, configs, data, settings, judge, device,
+                                                   ticker, gradients, bench)
         runs += r
         samples += s
+        scores += b
     extra = _extra(device, data, settings, seconds) | ({"base_results_reused": True} if base_results else {})
     result = SuiteResult(base_model=base, hardened_model=hardened, budget=recipe.attack.budget, runs=runs,
-                         gradients=samples, extra=extra)
+                         gradients=samples, benchmarks=scores, extra=extra)
     return result, verdict(result, recipe.attack.criteria)
 
 
