@@ -8,9 +8,10 @@ the evaluation set. A caller with its own attacker data and evaluation sets pass
 ``data=SuiteData(...)`` instead.
 
 Every attack starts from the model's pristine weights (kept on the CPU and restored after each
-run). The runner prints nothing; ``progress(description, done, total)`` reports optimizer steps, the
-description naming the model, the attack (i of n), its step and the last evaluation's harmful and
-benign loss: a live view for ``verify`` and the smoke test.
+run). With ``attack.benchmarks``, lm-eval scores each pristine model once and each attack's final
+weights (``seamharden.attack.benchmarks``). The runner prints nothing; ``progress(description, done,
+total)`` reports optimizer steps, the description naming the model, the attack (i of n), its step
+and the last evaluation's harmful and benign loss: a live view for ``verify`` and the smoke test.
 """
 
 from __future__ import annotations
@@ -215,7 +216,8 @@ def run_suite(base: str, hardened: str, recipe: Recipe, *, device: torch.device 
     models = [("base", base), ("hardened", hardened)]
     if base_results is not None:
         runs, samples = reused_base_side(base_results, configs, data, settings, gradients)
-        scores = [b for b in base_results.benchmarks if b.model == "base"]
+        labels = {None, *(attack_label(c) for c in configs)}
+        scores = [b for b in base_results.benchmarks if b.model == "base" and b.attack in labels]
         seconds["base"], models = 0.0, models[1:]
     ticker = _Ticker(progress, len(models) * _units(configs, gradients))
     for kind, ref in models:
