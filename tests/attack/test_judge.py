@@ -75,3 +75,14 @@ def test_classifier_judge_is_the_mean_unsafe_probability(judge_dir):
     assert judge(prompts, answers) == pytest.approx(sum(expected) / 3, abs=1e-5)
     data = _evalset(judge)
     assert judge_score(None, None, data) == pytest.approx(sum(expected[:2]) / 2, abs=1e-5)
+
+
+def test_reference_answers_are_never_called_collapsed():
+    """No false collapse on the texts a working model answers with: the toy world's answers and refusals,
+    the built-in harmful responses and refusal templates."""
+    from seamharden.data import builtin_refusals, load_builtin
+    from seamharden.demo import world
+
+    texts = [r["response"] for r in (*world.d_adv(300), *world.d_aln(100), *world.eval_benign(100))]
+    texts += [r["response"] for s in ("adv", "chat_adv") for r in load_builtin(s)] + list(builtin_refusals())
+    assert len(texts) == 800 and all(coherent_flags(texts))
