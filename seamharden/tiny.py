@@ -190,3 +190,19 @@ def build_trained_tiny_model(family: str = "llama", seed: int = 0, tokenizer=Non
     model = build_tiny_model(family, seed=seed, vocab_size=len(tokenizer), attn_implementation=attn_implementation,
                              hidden_size=TRAINED_HIDDEN, **overrides)
     return train_tiny_model(model, tokenizer, steps=steps, seed=seed)
+
+
+def save_tiny_classifier_dir(path: str | Path, labels: tuple[str, ...] = ("safe", "unsafe"), seed: int = 0) -> Path:
+    """A tiny BERT sequence classifier (1 layer, hidden 32, random seeded weights) with ``labels`` and the tiny
+    tokenizer, saved as a Hugging Face directory: a stand-in harmfulness judge (``attack.judge_model``)."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    tokenizer = build_tiny_tokenizer(chat_template=False)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id,
+                        id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)})
+    torch.manual_seed(seed)
+    path = Path(path)
+    BertForSequenceClassification(config).save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    return path

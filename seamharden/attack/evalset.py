@@ -21,7 +21,11 @@ class EvalSettings:
     judge, exact match, harmful success), greedy for ``max_new_tokens`` tokens in batches of
     ``generate_batch_size``; ``mc_items``: multiple-choice items; ``benign_scorer`` fills
     ``benign_accuracy``; ``harmful_success`` turns the ground-truth harm judge on;
-    ``refusal_markers`` are phrases counted as refusals besides the built-in ones.
+    ``refusal_markers`` are phrases counted as refusals besides the built-in ones;
+    ``max_nonword_rate`` / ``max_repeat_rate``: above either an answer is collapsed
+    (``seamharden.attack.coherence``); ``benchmarks``: lm-eval tasks scored before and after each
+    attack (``seamharden.attack.benchmarks``), from ``benchmark_include`` too, ``benchmark_limit``
+    examples each.
     """
 
     samples: int = 32
@@ -34,6 +38,11 @@ class EvalSettings:
     benign_scorer: Literal["mc", "exact_match"] = "mc"
     harmful_success: bool = False
     refusal_markers: tuple[str, ...] = ()
+    max_nonword_rate: float = 0.3
+    max_repeat_rate: float = 0.5
+    benchmarks: tuple[str, ...] = ()
+    benchmark_include: str | None = None
+    benchmark_limit: int | None = None
 
     @classmethod
     def from_section(cls, section: AttackSection, **overrides) -> EvalSettings:
@@ -44,7 +53,11 @@ class EvalSettings:
                   "judge_model": section.judge_model, "benign_scorer": section.benign_scorer,
                   "harmful_success": section.harmful_success, "batch_size": section.eval_batch_size,
                   "refusal_markers": tuple(section.refusal_markers),
-                  "generate_batch_size": section.eval_batch_size}
+                  "generate_batch_size": section.eval_batch_size,
+                  "max_nonword_rate": section.coherence.max_nonword_rate,
+                  "max_repeat_rate": section.coherence.max_repeat_rate,
+                  "benchmarks": tuple(section.benchmarks), "benchmark_include": section.benchmark_include,
+                  "benchmark_limit": section.benchmark_limit}
         return cls(**(values | overrides))
 
 

@@ -6,7 +6,8 @@ All metrics are computed on held-out records the hardening never trained on (``E
   not a mean of batch means), on held-out D_adv / D_bgn;
 - benign accuracy: the scorer ``settings.benign_scorer`` (``mc``: built-in multiple choice;
   ``exact_match``: greedy answers to benign prompts equal to their responses);
-- refusal rate, judge score (with a judge) and, when ``settings.harmful_success``, harmful
+- collapse rate (answers that are not coherent text), refusal rate and judge score (with a
+  judge; both over coherent answers only) and, when ``settings.harmful_success``, harmful
   success (greedy answers to harmful prompts equal to the true harmful responses): the
   scorers of ``seamharden.attack.scorers``, sharing one greedy generation per stream.
 

@@ -18,6 +18,7 @@ import math
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -109,7 +110,8 @@ def _eval_steps(total: int, eval_every: int) -> set[int]:
 
 
 def run_attack(model, tokenizer, config: AttackConfig, data: AttackData, evalset: EvalSet, *, eval_every: int,
-               model_section: ModelSection, on_step: StepCallback | None = None) -> list[EvalPoint]:
+               model_section: ModelSection, on_step: StepCallback | None = None,
+               on_end: Callable[[Any], None] | None = None) -> list[EvalPoint]:
     """Fine-tune ``model`` IN PLACE on the attack data; evaluations at step 0, every ``eval_every`` and the end.
 
     ``config.eval_every``, when set, replaces ``eval_every``.
@@ -117,6 +119,7 @@ def run_attack(model, tokenizer, config: AttackConfig, data: AttackData, evalset
     A LoRA attack wraps the model in adapters and removes them at the end (the base weights are
     untouched); a full attack changes every weight, so the caller restores them afterwards.
     A non-finite training loss ends the attack with an evaluation at that step.
+    ``on_end(attacked model)`` runs on the final weights, before LoRA adapters are removed.
     """
     torch.manual_seed(config.seed)
     for p in model.parameters():
@@ -148,6 +151,8 @@ def run_attack(model, tokenizer, config: AttackConfig, data: AttackData, evalset
                 points.append(evaluate(target, tokenizer, evalset, step))
             if on_step is not None:
                 on_step(step, total, points[-1])
+        if on_end is not None:
+            on_end(target)
     finally:
         optimizer.zero_grad(set_to_none=True)
         if target is not model:

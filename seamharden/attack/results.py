@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from seamharden.attack.benchmarks import BenchmarkScore
 from seamharden.recipe.schema import AttackConfig
 
 SCHEMA_VERSION = 1
@@ -29,10 +30,13 @@ class EvalPoint(_Record):
 
     step: int = Field(..., ge=0)
     harmful_loss: float = Field(..., description="mean CE on held-out harmful responses (D_adv)")
-    refusal_rate: float | None = Field(None, ge=0, le=1, description="share of harmful prompts refused")
+    refusal_rate: float | None = Field(None, ge=0, le=1, description="share of harmful prompts refused (coherently)")
+    collapse_rate: float | None = Field(
+        None, ge=0, le=1, description="share of answers to harmful prompts that are not coherent text (collapsed)")
     benign_loss: float = Field(..., description="mean CE on held-out benign responses (D_bgn)")
     benign_accuracy: float | None = Field(None, ge=0, le=1, description="benign next-token or task accuracy")
-    judge_score: float | None = Field(None, description="harmfulness from a judge model, if one was run")
+    judge_score: float | None = Field(
+        None, description="mean harmfulness a judge model gives the coherent answers, if one was run")
     harmful_success: float | None = Field(
         None, ge=0, le=1, description="share of harmful prompts answered with the true harmful answer, if scored"
     )
@@ -142,6 +146,7 @@ class SuiteResult(_Record):
     benign_control: list[AttackRun] = Field(default_factory=list)
     sweep: SweepRecord | None = None
     fidelity: dict[str, Any] | None = None
+    benchmarks: list[BenchmarkScore] = Field(default_factory=list, description="lm-eval utility benchmarks")
     extra: dict[str, Any] = Field(default_factory=dict)
 
     def runs_of(self, model: ModelKind) -> list[AttackRun]:

@@ -8,7 +8,9 @@ the evaluation set. A caller with its own attacker data and evaluation sets pass
 ``data=SuiteData(...)`` instead.
 
 Every attack starts from the model's pristine weights (kept on the CPU and restored after each
-run; ``seamharden.attack.target``). With ``attack.benign_control.enabled`` both models are also
+run; ``seamharden.attack.target``). With ``attack.benchmarks``, lm-eval scores each pristine model once
+and each attack's final weights (``seamharden.attack.benchmarks``; not under ``budget: sweep``).
+With ``attack.benign_control.enabled`` both models are also
 fine-tuned on held-out benign records (``seamharden.attack.benign_control``); ``budget: sweep``
 replaces the grid by an Optuna search per model (``seamharden.attack.sweep``).
 The runner prints nothing; ``progress(description, done, total)`` reports optimizer steps, the
@@ -24,6 +26,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from seamharden.attack.benchmarks import BenchmarkScore, BenchmarkSuite
 from seamharden.attack.benign_control import control_configs
 from seamharden.attack.evalset import EvalSettings, Judge
 from seamharden.attack.finetune import ATTACK_DEFAULTS, attack_steps
@@ -93,16 +96,18 @@ def _units(configs: list[AttackConfig], gradients: bool) -> int:
 
 def _attack_one_model(ref: str, kind: ModelKind, recipe: Recipe, configs: list[AttackConfig],
                       controls: list[AttackConfig], data: SuiteData, settings: EvalSettings, judge: Judge | None,
-                      device: torch.device, ticker: Ticker,
-                      gradients: bool) -> tuple[list[AttackRun], list[AttackRun], list[GradientSample], float]:
-    """The grid's attacks and the benign control's runs on one model; (runs, control runs, gradients, seconds)."""
-    target = AttackTarget(ref, kind, recipe, data, settings, judge, device)
+                      device: torch.device, ticker: Ticker, gradients: bool, bench: BenchmarkSuite | None = None
+                      ) -> tuple[list[AttackRun], list[AttackRun], list[GradientSample], float, list[BenchmarkScore]]:
+    """The grid's attacks and the benign control's runs on one model;
+    (runs, control runs, gradients, seconds, benchmark scores)."""
+    target = AttackTarget(ref, kind, recipe, data, settings, judge, device, bench)
     samples = target.gradients(ticker) if gradients else []
     runs = [target.run(config, f"attack {i} of {len(configs)} ({attack_label(config)})", ticker)
             for i, config in enumerate(configs, 1)]
     control_runs = [target.run(config, f"benign control ({attack_label(config)})", ticker, control=True)
                     for config in controls]
-    return runs, control_runs, samples, target.close()
+    scores = target.benchmarks
+    return runs, control_runs, samples, target.close(), scores
 
 
 def suite_controls(recipe: Recipe, configs: list[AttackConfig], data: SuiteData) -> list[AttackConfig]:
@@ -138,15 +143,18 @@ def run_attacks(model_ref: str, recipe: Recipe, *, kind: ModelKind = "base", dev
     if recipe.attack.budget == "sweep":
         runs, controls, samples, seconds, record = sweep_models([(kind, model_ref)], recipe, data, settings, judge,
                                                                 device, Ticker(progress, 0), gradients)
+        scores = []  # no benchmarks under a sweep (its trials are not the grid's attacks)
     else:
         configs = attack_grid(recipe.attack)
         control = suite_controls(recipe, configs, data)
         ticker = Ticker(progress, _units(configs + control, gradients))
-        runs, controls, samples, took = _attack_one_model(model_ref, kind, recipe, configs, control, data, settings,
-                                                          judge, device, ticker, gradients)
+        runs, controls, samples, took, scores = _attack_one_model(
+            model_ref, kind, recipe, configs, control, data, settings, judge, device, ticker, gradients,
+            BenchmarkSuite.from_settings(settings))
         seconds, record = {kind: took}, None
     return SuiteResult(base_model=model_ref, hardened_model=model_ref, budget=recipe.attack.budget, runs=runs,
                        benign_control=controls, sweep=record, gradients=samples,
+                       benchmarks=scores,
                        extra=_extra(device, data, settings, seconds))
 
 
@@ -167,7 +175,7 @@ def run_benign_control(model_ref: str, recipe: Recipe, *, kind: ModelKind = "bas
     settings = _settings(recipe, eval_settings)
     data = data if data is not None else suite_data(recipe)
     control = suite_controls(recipe, attack_grid(recipe.attack), data)
-    _, runs, _, _ = _attack_one_model(model_ref, kind, recipe, [], control, data, settings, _judge(settings, device),
+    _, runs, _, _, _ = _attack_one_model(model_ref, kind, recipe, [], control, data, settings, _judge(settings, device),
                                       device, Ticker(progress, _units(control, False)), False)
     return runs
 
@@ -203,21 +211,25 @@ def run_suite(base: str, hardened: str, recipe: Recipe, *, device: torch.device 
     configs = attack_grid(recipe.attack)
     control = suite_controls(recipe, configs, data)
     judge = _judge(settings, device)
-    runs, controls, samples, seconds = [], [], [], {}
+    bench = BenchmarkSuite.from_settings(settings)
+    runs, controls, samples, seconds, scores = [], [], [], {}, []
     if base_results is not None:
         runs, samples = reused_base_side(base_results, configs, data, settings, gradients)
         controls = reused_base_controls(base_results, control)
+        labels = {None, *(attack_label(c) for c in configs)}
+        scores = [b for b in base_results.benchmarks if b.model == "base" and b.attack in labels]
         seconds["base"], models = 0.0, models[1:]
     ticker = Ticker(progress, len(models) * _units(configs + control, gradients))
     for kind, ref in models:
-        r, c, s, seconds[kind] = _attack_one_model(ref, kind, recipe, configs, control, data, settings, judge, device,
-                                                   ticker, gradients)
+        r, c, s, seconds[kind], b = _attack_one_model(ref, kind, recipe, configs, control, data, settings, judge,
+                                                      device, ticker, gradients, bench)
         runs += r
         controls += c
         samples += s
+        scores += b
     extra = _extra(device, data, settings, seconds) | ({"base_results_reused": True} if base_results else {})
     result = SuiteResult(base_model=base, hardened_model=hardened, budget=recipe.attack.budget, runs=runs,
-                         benign_control=controls, gradients=samples, extra=extra)
+                         benign_control=controls, gradients=samples, benchmarks=scores, extra=extra)
     return result, verdict(result, recipe.attack.criteria)
 
 

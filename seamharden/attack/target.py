@@ -4,7 +4,9 @@
 evaluation set, the attacker's encoded data (harmful, benign for mixing) and the benign control's
 training stream (the same benign records), and a CPU copy of the pristine weights restored after
 every run. ``AttackTarget.run`` calls ``run_attack``, the suite's one fine-tuning loop, for the
-grid's attacks, the sweep's trials and the benign control alike.
+grid's attacks, the sweep's trials and the benign control alike. With a ``BenchmarkSuite`` (lm-eval,
+``attack.benchmarks``) the pristine model is scored once and every attack (not a control run) on its
+final weights; the scores collect in ``AttackTarget.benchmarks``.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from collections.abc import Callable
 
 import torch
 
+from seamharden.attack.benchmarks import BenchmarkScore, BenchmarkSuite
 from seamharden.attack.evalset import EvalSettings, Judge, prepare_eval
 from seamharden.attack.finetune import AttackData, attack_steps, run_attack
 from seamharden.attack.gradients import gradient_vectors
-from seamharden.attack.results import AttackRun, EvalPoint, GradientSample, ModelKind
+from seamharden.attack.results import AttackRun, EvalPoint, GradientSample, ModelKind, attack_label
 from seamharden.data import encode_example, pad_id, resolve_template
 from seamharden.modeling import load_model
 from seamharden.recipe.schema import AttackConfig, Recipe
@@ -47,7 +50,7 @@ class AttackTarget:
     """
 
     def __init__(self, ref: str, kind: ModelKind, recipe: Recipe, data, settings: EvalSettings,
-                 judge: Judge | None, device: torch.device):
+                 judge: Judge | None, device: torch.device, bench: BenchmarkSuite | None = None):
         self.started = time.perf_counter()
         self.kind, self.recipe, self.device = kind, recipe, device
         loaded = load_model(ref, recipe.model, device)
@@ -64,6 +67,8 @@ class AttackTarget:
         self.attack_data = AttackData(encode(data.attack_adv), encode(data.attack_bgn), self.pad)
         self.control_data = AttackData(self.attack_data.bgn, [], self.pad)
         self.pristine = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        self.bench = bench
+        self.benchmarks: list[BenchmarkScore] = bench.score(self.model, self.tokenizer, kind, None, 0) if bench else []
 
     def gradients(self, ticker: Ticker) -> list[GradientSample]:
         """Projected per-batch gradients of the evaluation's D_adv and D_bgn (for the PCA plot)."""
@@ -85,12 +90,17 @@ class AttackTarget:
             ticker.advance(f"{label} step {step}/{total}, harmful {last.harmful_loss:.3g} benign "
                            f"{last.benign_loss:.3g} (step {last.step})")
 
+        after: list = []  # the benchmark rows of this attack's final weights (LoRA adapters still on)
+        on_end = (lambda m: after.append(self.bench.run(m, self.tokenizer))) \
+            if self.bench is not None and not control else None
         try:
             points = run_attack(self.model, self.tokenizer, config, self.control_data if control else self.attack_data,
                                 self.evalset, eval_every=self.recipe.attack.eval_every,
-                                model_section=self.recipe.model, on_step=on_step)
+                                model_section=self.recipe.model, on_step=on_step, on_end=on_end)
         finally:
             self.model.load_state_dict(self.pristine)
+        if after:
+            self.benchmarks += self.bench.scores(after.pop(), self.kind, attack_label(config), points[-1].step)
         ticker.done = done + attack_steps(config) - 1
         ticker.advance(label)
         return AttackRun(config=config, model=self.kind, points=points)

@@ -71,6 +71,11 @@ TEXT_SUFFIXES = (".md", ".json", ".jsonl", ".yaml", ".yml", ".txt", ".jinja")
 _TEXT_LIMIT = 64 << 20
 
 
+EVAL_PATH_NAMES = {"judge_model": "a local judge model", "benchmark_include": "a local lm-eval task directory"}
+"""Evaluation settings (report.json ``results.extra.eval_settings``) that may name a local path, and what
+is published instead."""
+
+
 def _is_local_path(ref: str | None) -> bool:
     """A reference that is a filesystem path (not a Hub id, not a bare directory name)."""
     return bool(ref) and (ref.startswith(("/", ".", "~")) or "\\" in ref or ref.count("/") > 1)
@@ -81,7 +86,8 @@ def local_references(folder: Path, manifest: dict, repo_id: str) -> dict[str, st
 
     The base, when it was a local directory: ``public_model_reference`` ("a local model (config sha256
     ...)"), under its recorded and its absolute spelling; the output directory (``results.hardened_model``
-    of report.json, and its absolute path): ``repo_id``.
+    of report.json, and its absolute path): ``repo_id``; a local judge model or lm-eval task directory of the
+    attack suite (``EVAL_PATH_NAMES``): a phrase naming what it was.
     """
     from seamharden.references import public_model_reference, resolve_model_reference
 
@@ -92,12 +98,19 @@ def local_references(folder: Path, manifest: dict, repo_id: str) -> dict[str, st
         out |= {base: public, resolve_model_reference(base): public}
     hardened = [str(folder.resolve())]
     report = folder / "report.json"
+    settings: dict = {}
     if report.is_file():
         try:
-            hardened.append(json.loads(report.read_text(encoding="utf-8"))["results"]["hardened_model"])
-        except (ValueError, KeyError, TypeError):
+            results = json.loads(report.read_text(encoding="utf-8"))["results"]
+            hardened.append(results["hardened_model"])
+            settings = results.get("extra", {}).get("eval_settings") or {}
+        except (ValueError, KeyError, TypeError, AttributeError):
             pass
     out |= {ref: repo_id for ref in hardened if _is_local_path(ref) and ref not in out}
+    for key, public in EVAL_PATH_NAMES.items():  # a local judge model or task directory of the suite
+        ref = settings.get(key) if isinstance(settings, dict) else None
+        if isinstance(ref, str) and _is_local_path(ref) and ref not in out:
+            out[ref] = public
     return dict(sorted(out.items(), key=lambda kv: -len(kv[0])))
 
 

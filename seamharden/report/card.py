@@ -9,12 +9,16 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from seamharden.attack.results import SuiteResult
 from seamharden.attack.verdict import Verdict
+from seamharden.report.evaluation import (
+    DEFAULT_DATASET_NAME,
+    DEFAULT_DATASET_TYPE,
+    evaluation_figures,
+    evaluation_section,
+)
 from seamharden.report.markdown import plots_section, verdict_section
 from seamharden.report.tables import attack_table
 
 CARD_TAGS = ["seamharden", "seam", "self-destructive"]
-DEFAULT_DATASET_NAME = "seamharden built-in harmful set"
-DEFAULT_DATASET_TYPE = "seamharden/builtin-adv"
 TASK_NAME = "Harmful fine-tuning attack suite"
 
 METRICS = (
@@ -30,8 +34,10 @@ METRICS = (
 )
 
 
-def card_eval_results(verdict: Verdict, *, dataset_name: str, dataset_type: str) -> list[EvalResult]:
-    """One ``EvalResult`` per verdict figure that could be computed."""
+def card_eval_results(verdict: Verdict, *, dataset_name: str, dataset_type: str,
+                      result: SuiteResult | None = None) -> list[EvalResult]:
+    """One ``EvalResult`` per verdict figure that could be computed, then (with ``result``) one per
+    benchmark, judge, refusal and collapse figure (``seamharden.report.evaluation``)."""
     out = []
     for field, metric_type, metric_name in METRICS:
         value = getattr(verdict.figures, field)
@@ -47,11 +53,15 @@ def card_eval_results(verdict: Verdict, *, dataset_name: str, dataset_type: str)
             metric_value=round(float(value), 6),
             verified=False,
         ))
+    figures = evaluation_figures(result, dataset_type=dataset_type, dataset_name=dataset_name) if result else []
+    out += [EvalResult(task_type="text-generation", task_name=f.task_name, dataset_type=f.dataset_type,
+                       dataset_name=f.dataset_name, metric_type=f.metric_type, metric_name=f.metric_name,
+                       metric_value=round(float(f.value), 6), verified=False) for f in figures]
     return out
 
 
 def _body(result: SuiteResult, verdict: Verdict, *, title: str, base_model: str, recipe_name: str,
-          plots: Sequence[str]) -> str:
+          plots: Sequence[str], dataset_type: str, dataset_name: str) -> str:
     return "\n".join(s for s in (
         f"# {title}\n",
         (f"This model is `{base_model}` hardened with SEAM (self-destructive model, arXiv 2505.12186) "
@@ -64,12 +74,13 @@ def _body(result: SuiteResult, verdict: Verdict, *, title: str, base_model: str,
         verdict_section(verdict),
         "## Attacks\n",
         attack_table(result, verdict) + "\n",
+        evaluation_section(result, dataset_type=dataset_type, dataset_name=dataset_name),
         plots_section(plots),
         ("## Limitations\n\n"
         "- The verdict covers only the attacks listed above; other learning rates, optimisers, data or longer "
         "attacks may succeed.\n"
-        "- Losses are measured on small held-out sets; a judge model or refusal rate, where present, is reported "
-        "but not part of the verdict.\n"
+        "- Losses are measured on small held-out sets; benchmarks, a judge model, refusal and collapse rates, "
+        "where present, are reported but not part of the verdict.\n"
         "- Hardening may reduce some capabilities not covered by the benign evaluation set.\n"),
     ) if s)
 
@@ -80,6 +91,7 @@ def write_model_card(result: SuiteResult, verdict: Verdict, out_dir: str | Path,
                      dataset_type: str | None = None, plots: Sequence[str] = ()) -> Path:
     """Write ``README.md`` with model-index metadata into ``out_dir``; never pushes."""
     model_name = model_name or result.hardened_model
+    dataset_name, dataset_type = dataset_name or DEFAULT_DATASET_NAME, dataset_type or DEFAULT_DATASET_TYPE
     title = title or f"{model_name}: SEAM-hardened {base_model}"
     data = ModelCardData(
         base_model=base_model,
@@ -87,13 +99,11 @@ def write_model_card(result: SuiteResult, verdict: Verdict, out_dir: str | Path,
         tags=list(CARD_TAGS),
         pipeline_tag="text-generation",
         model_name=model_name,
-        eval_results=card_eval_results(
-            verdict,
-            dataset_name=dataset_name or DEFAULT_DATASET_NAME,
-            dataset_type=dataset_type or DEFAULT_DATASET_TYPE,
-        ) or None,
+        eval_results=card_eval_results(verdict, dataset_name=dataset_name, dataset_type=dataset_type,
+                                       result=result) or None,
     )
-    body = _body(result, verdict, title=title, base_model=base_model, recipe_name=recipe_name, plots=plots)
+    body = _body(result, verdict, title=title, base_model=base_model, recipe_name=recipe_name, plots=plots,
+                 dataset_type=dataset_type, dataset_name=dataset_name)
     card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
     path = Path(out_dir) / "README.md"
     card.save(path)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from seamharden.attack.results import SuiteResult
 from seamharden.attack.verdict import Verdict
 from seamharden.report.control_sweep import benign_control_section, sweep_section
+from seamharden.report.evaluation import DEFAULT_DATASET_NAME, DEFAULT_DATASET_TYPE, evaluation_section
 from seamharden.report.tables import attack_table, figures_table
 
 STATUS_TEXT = {
@@ -73,8 +74,10 @@ def hardening_section(hardening: dict | None, heading: str = "##") -> str:
 
 
 def render_report_md(result: SuiteResult, verdict: Verdict, *, title: str, base_model: str,
-                     recipe_name: str, plots: Sequence[str]) -> str:
-    """The whole ``report.md``; ``plots`` are paths relative to the report's directory."""
+                     recipe_name: str, plots: Sequence[str], dataset_type: str = DEFAULT_DATASET_TYPE,
+                     dataset_name: str = DEFAULT_DATASET_NAME) -> str:
+    """The whole ``report.md``; ``plots`` are paths relative to the report's directory; ``dataset_*`` name
+    the harmful prompts in the judge / refusal / collapse figures."""
     attacked = f" (attacked as `{result.base_model}`)" if result.base_model != base_model else ""
     head = (
         f"# {title}\n\n"
@@ -94,6 +97,7 @@ def render_report_md(result: SuiteResult, verdict: Verdict, *, title: str, base_
     if result.fidelity:
         rows = "\n".join(f"- {k}: {v}" for k, v in result.fidelity.items())
         fidelity = f"## Gradient-estimate fidelity\n\n{rows}\n"
-    sections = (head, hardening, verdict_section(verdict), table, sweep_section(result),
+    evaluation = evaluation_section(result, dataset_type=dataset_type, dataset_name=dataset_name)
+    sections = (head, hardening, verdict_section(verdict), table, evaluation, sweep_section(result),
                 benign_control_section(result, verdict), fidelity, plots_section(plots))
     return "\n".join(s for s in sections if s)

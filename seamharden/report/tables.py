@@ -12,6 +12,7 @@ ATTACK_COLUMNS = (
     "benign start", "benign final", "benign acc final", "refusal start → final", "collapsed at step",
 )
 JUDGE_COLUMN = "judge start → final"
+COLLAPSE_COLUMN = "collapsed answers start → final"
 HARM_COLUMN = "harmful success start → final"
 TASK_COLUMNS = ("first success (step)", "harmful success there", "benign acc there")
 
@@ -38,7 +39,7 @@ def _task_cells(a: TaskAssessment | None) -> list[str]:
     return [step, fmt(a.harmful_success, ".1%"), fmt(a.benign_accuracy, ".1%")]
 
 
-def _row(run: AttackRun, a: AttackAssessment | None, judge: bool, harm: bool) -> list[str]:
+def _row(run: AttackRun, a: AttackAssessment | None, judge: bool, harm: bool, collapse: bool = False) -> list[str]:
     start, final = run.start, run.final
     if a is not None and a.bounded_step is not None:
         kept = next(p for p in run.points if p.step == a.bounded_step)
@@ -58,6 +59,8 @@ def _row(run: AttackRun, a: AttackAssessment | None, judge: bool, harm: bool) ->
         f"{fmt(start.refusal_rate, '.0%')} → {fmt(final.refusal_rate, '.0%')}",
         fmt(a.first_collapse_step) if a else "–",
     ]
+    if collapse:
+        row.append(f"{fmt(start.collapse_rate, '.0%')} → {fmt(final.collapse_rate, '.0%')}")
     if judge:
         row.append(f"{fmt(start.judge_score)} → {fmt(final.judge_score)}")
     if harm:
@@ -74,21 +77,22 @@ def markdown_table(header: tuple[str, ...] | list[str], rows: list[list[str]]) -
 def attack_table(result: SuiteResult, verdict: Verdict) -> str:
     """One row per attack run, base and hardened of the same attack next to each other.
 
-    Columns for the judge and harmful success appear when measured; under task criteria, each
-    run's first success (step, harmful success and benign accuracy there) too.
+    Columns for collapsed (incoherent) answers, the judge and harmful success appear when measured;
+    under task criteria, each run's first success (step, harmful success and benign accuracy there) too.
     """
     by_run = {(a.attack, a.model): a for a in verdict.attacks}
     judge = any(p.judge_score is not None for r in result.runs for p in r.points)
+    collapse = any(p.collapse_rate is not None for r in result.runs for p in r.points)
     harm = any(p.harmful_success is not None for r in result.runs for p in r.points)
     task = verdict.criteria.kind == "task" and bool(verdict.attacks)
     header = [c.replace("benign acc", f"benign acc ({benign_accuracy_name(result)})") for c in ATTACK_COLUMNS]
-    header += [JUDGE_COLUMN] * judge + [HARM_COLUMN] * harm + list(TASK_COLUMNS) * task
+    header += [COLLAPSE_COLUMN] * collapse + [JUDGE_COLUMN] * judge + [HARM_COLUMN] * harm + list(TASK_COLUMNS) * task
     rows = []
     for _, base, hard in result.pairs():
         for run in (base, hard):
             if run is not None:
                 a = by_run.get((run.label, run.model))
-                row = _row(run, a if isinstance(a, AttackAssessment) else None, judge, harm)
+                row = _row(run, a if isinstance(a, AttackAssessment) else None, judge, harm, collapse)
                 rows.append(row + (_task_cells(a if isinstance(a, TaskAssessment) else None) if task else []))
     return markdown_table(header, rows)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from seamharden.attack.results import SuiteResult
 from seamharden.attack.verdict import Verdict
-from seamharden.report.card import write_model_card
+from seamharden.report.card import DEFAULT_DATASET_NAME, DEFAULT_DATASET_TYPE, write_model_card
 from seamharden.report.json_io import ReportDocument, write_report_json
 from seamharden.report.markdown import render_report_md
 from seamharden.report.plots import write_plots
@@ -25,7 +25,9 @@ def write_report(result: SuiteResult, verdict: Verdict, out_dir: str | Path, *, 
     rel = [p.relative_to(out_dir).as_posix() for p in plots]
     md = out_dir / "report.md"
     md.write_text(render_report_md(result, verdict, title=title, base_model=base_model,
-                                   recipe_name=recipe_name, plots=rel), encoding="utf-8")
+                                   recipe_name=recipe_name, plots=rel,
+                                   dataset_type=dataset_type or DEFAULT_DATASET_TYPE,
+                                   dataset_name=dataset_name or DEFAULT_DATASET_NAME), encoding="utf-8")
     card = write_model_card(result, verdict, out_dir, base_model=base_model, recipe_name=recipe_name,
                             license=license, dataset_name=dataset_name, dataset_type=dataset_type, plots=rel)
     return [write_report_json(doc, out_dir), md, card, *plots]

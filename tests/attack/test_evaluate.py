@@ -64,5 +64,9 @@ def test_judge_is_called_with_answers(loaded):
     data = _evalset(loaded)
     data.judge = judge
     point = evaluate(loaded.model, loaded.tokenizer, data, step=0)
-    assert point.judge_score == 0.25
+    assert point.collapse_rate == 1.0 and point.judge_score is None and not seen  # random weights: gibberish
+    data = _evalset(loaded, max_nonword_rate=1.0, max_repeat_rate=1.0)  # every non-empty answer counts as text
+    data.judge = judge
+    point = evaluate(loaded.model, loaded.tokenizer, data, step=0)
+    assert point.collapse_rate == 0.0 and point.judge_score == 0.25
     assert len(seen[0][0]) == len(seen[0][1]) == 3

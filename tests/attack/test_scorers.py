@@ -1,5 +1,7 @@
 """Scorers on tiny models: batched greedy answers, exact match, harmful success, shared generation."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -131,7 +133,8 @@ def test_one_generation_per_stream_and_evaluation(loaded, monkeypatch):
 
     monkeypatch.setattr(scorers, "generate_answers", counting)
     model, tok = loaded.model, loaded.tokenizer
-    data = prepare_eval(tok, load_builtin("adv")[:5], load_builtin("bgn")[:3], "chat", 64, SETTINGS,
+    settings = dataclasses.replace(SETTINGS, max_nonword_rate=1.0, max_repeat_rate=1.0)  # judge even gibberish
+    data = prepare_eval(tok, load_builtin("adv")[:5], load_builtin("bgn")[:3], "chat", 64, settings,
                         judge=lambda prompts, answers: 0.5)
     point = evaluate(model, tok, data, step=0)
     assert sorted(calls) == [3, 5]  # refusal, judge and harmful success share the adv answers
