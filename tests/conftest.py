@@ -51,6 +51,13 @@ def _two_cores(item) -> bool:
     return item.get_closest_marker("two_cores") is not None
 
 
+def pytest_collection_modifyitems(config, items):
+    """Modules with a ``slow`` test first, the others in their order: with ``--no-loadscope-reorder`` the workers
+    start on the longest modules rather than end on them (pytest-xdist's own reorder puts the most tests first)."""
+    slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)
+
+
 @pytest.fixture(autouse=True)
 def _offline_and_isolated(monkeypatch, tmp_path_factory):
     """No test may reach the Hub or read the user's token or caches."""
