@@ -23,6 +23,7 @@ from safetensors.torch import load_file
 
 from seamharden.errors import ExitCode
 
+pytestmark = pytest.mark.two_cores  # two busy ranks: under pytest-xdist no other test runs beside them
 ROOT = Path(__file__).resolve().parents[2]
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 RUN = ["--recipe", "tiny", "seam.difference=central", "--no-smoke-test", "train.steps=4"]

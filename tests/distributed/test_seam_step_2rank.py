@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.two_cores  # two busy ranks: under pytest-xdist no other test runs beside them
 WORKER = Path(__file__).with_name("seam_step_worker.py")
 ROOT = Path(__file__).resolve().parents[2]
 TORCHRUN = Path(sys.executable).with_name("torchrun")
