@@ -154,15 +154,40 @@ def time_phase(step, optimizer, device: torch.device, steps: int, warmup: int) -
 
     On a shared box the CPU time of a 1-thread run depends far less on the other load than the wall time.
     """
-    for i in range(warmup + steps):
-        if i == warmup:
-            _sync(device)
-            start, start_cpu = time.perf_counter(), time.process_time()
-        step()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    for _ in range(warmup):
+        timed_step(step, optimizer, device)
+    times = [timed_step(step, optimizer, device) for _ in range(steps)]
+    return sum(t[0] for t in times) / steps, sum(t[1] for t in times) / steps
+
+
+def timed_step(step, optimizer, device: torch.device) -> tuple[float, float]:
+    """(wall, process CPU) seconds of one ``step(); optimizer.step(); zero_grad``."""
     _sync(device)
-    return (time.perf_counter() - start) / steps, (time.process_time() - start_cpu) / steps
+    start, start_cpu = time.perf_counter(), time.process_time()
+    step()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    _sync(device)
+    return time.perf_counter() - start, time.process_time() - start_cpu
+
+
+def setup(args, checkpointing: bool = False):
+    """Threads, device, dtype and the model of ``args`` (gradient checkpointing if asked and ``checkpointing``);
+    returns (device, dtype, model, trainable parameters)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = DTYPES[args.dtype or ("bf16" if device.type == "cuda" else "fp32")]
+    model = build_model(args.model, dtype, device)
+    if checkpointing and args.gradient_checkpointing:
+        model.activation_checkpointing_enable({"use_reentrant": False})
+        model.config.use_cache = False
+    return device, dtype, model, [p for p in model.parameters() if p.requires_grad]
+
+
+def three_batches(args, vocab: int, device: torch.device) -> tuple:
+    """The adversarial, alignment and benign batches (random tokens, seeds 1, 2, 3)."""
+    return tuple(random_batch(vocab, args.batch, args.seq, device, seed, args.prompt_fraction) for seed in (1, 2, 3))
 
 
 def lens_only(args) -> dict:
@@ -174,12 +199,7 @@ def lens_only(args) -> dict:
 
     from seamharden.core.losses import adversarial_losses
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = DTYPES[args.dtype or ("bf16" if device.type == "cuda" else "fp32")]
-    model = build_model(args.model, dtype, device)
-    params = [p for p in model.parameters() if p.requires_grad]
+    device, dtype, model, params = setup(args)
     adv = random_batch(model.config.vocab_size, args.batch, args.seq, device, 1, args.prompt_fraction)
     chunked = losses.bounded_lens_loss
     times: dict[str, list[float]] = {"chunked": [], "full": []}
@@ -212,17 +232,8 @@ def compare_hvp_graph(args) -> dict:
     """
     import statistics
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = DTYPES[args.dtype or ("bf16" if device.type == "cuda" else "fp32")]
-    model = build_model(args.model, dtype, device)
-    if args.gradient_checkpointing:
-        model.activation_checkpointing_enable({"use_reentrant": False})
-        model.config.use_cache = False
-    adv, aln, bgn = (random_batch(model.config.vocab_size, args.batch, args.seq, device, seed, args.prompt_fraction)
-                     for seed in (1, 2, 3))
-    params = [p for p in model.parameters() if p.requires_grad]
+    device, dtype, model, params = setup(args, checkpointing=True)
+    adv, aln, bgn = three_batches(args, model.config.vocab_size, device)
     optimizer = build_optimizer(args.optimizer, params)
     steps = {"sft": lambda: lm_loss(model, adv).backward()}
     for graph in ("recompute", "reuse"):
@@ -233,15 +244,10 @@ def compare_hvp_graph(args) -> dict:
     cpu: dict[str, list[float]] = {name: [] for name in steps}
     for i in range(args.warmup + args.steps):
         for name, step in steps.items():
-            _sync(device)
-            start, start_cpu = time.perf_counter(), time.process_time()
-            step()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            _sync(device)
+            seconds, cpu_seconds = timed_step(step, optimizer, device)
             if i >= args.warmup:
-                wall[name].append(time.perf_counter() - start)
-                cpu[name].append(time.process_time() - start_cpu)
+                wall[name].append(seconds)
+                cpu[name].append(cpu_seconds)
     result = {"model": args.model, "dtype": str(dtype).removeprefix("torch."), "device": describe_device(device),
               "batch": args.batch, "seq": args.seq, "prompt_fraction": args.prompt_fraction, "rounds": args.steps,
               "warmup": args.warmup, "lens_stride": args.lens_stride,
@@ -262,12 +268,7 @@ def breakdown(args) -> dict:
     from seamharden.core.estimator import math_attention
     from seamharden.core.losses import adversarial_losses
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = DTYPES[args.dtype or ("bf16" if device.type == "cuda" else "fp32")]
-    model = build_model(args.model, dtype, device)
-    params = [p for p in model.parameters() if p.requires_grad]
+    device, dtype, model, params = setup(args)
     batch = random_batch(model.config.vocab_size, args.batch, args.seq, device, 1, args.prompt_fraction)
 
     def forward():
@@ -308,20 +309,10 @@ def breakdown(args) -> dict:
 
 
 def run(args) -> dict:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = DTYPES[args.dtype or ("bf16" if device.type == "cuda" else "fp32")]
-    model = build_model(args.model, dtype, device)
-    if args.gradient_checkpointing:
-        model.activation_checkpointing_enable({"use_reentrant": False})
-        model.config.use_cache = False
-    vocab = model.config.vocab_size
-    adv, aln, bgn = (random_batch(vocab, args.batch, args.seq, device, seed, args.prompt_fraction)
-                     for seed in (1, 2, 3))
+    device, dtype, model, params = setup(args, checkpointing=True)
+    adv, aln, bgn = three_batches(args, model.config.vocab_size, device)
     if args.lens == "full":
         losses.bounded_lens_loss = losses.bounded_lens_loss_full
-    params = [p for p in model.parameters() if p.requires_grad]
     cfg = SeamConfig(beta=0.01, unlearn_loss=args.unlearn_loss, difference=args.difference,
                      self_check=not args.no_self_check, lens_stride=args.lens_stride, hvp_graph=args.hvp_graph)
     memory = PeakMemory(device)

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 BUILTIN_TASK = "seamharden_mc"
 EXTRA_HINT = "pip install 'seamharden[eval]'"
 
-_BUILTIN_YAML = """task: {task}
+MC_TASK_YAML = """task: {task}
 dataset_path: json
 dataset_kwargs:
   data_files:
@@ -48,6 +48,12 @@ metric_list:
     aggregation: mean
     higher_is_better: true
 """
+
+
+def mc_task_yaml(task: str, data: Path) -> str:
+    """An lm-eval task YAML: multiple choice over a local JSON-lines file of {question, choices, answer} records
+    (metric acc; offline, no Hub dataset)."""
+    return MC_TASK_YAML.format(task=task, data=data)
 
 
 Row = tuple[str, str, float, float | None]
@@ -81,7 +87,7 @@ def builtin_task_dir(root: str | Path | None = None) -> Path:
     data = resources.files("seamharden") / "data" / "builtin" / "mc.jsonl"
     out = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="seamharden-tasks-"))
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{BUILTIN_TASK}.yaml").write_text(_BUILTIN_YAML.format(task=BUILTIN_TASK, data=Path(str(data))),
+    (out / f"{BUILTIN_TASK}.yaml").write_text(mc_task_yaml(BUILTIN_TASK, Path(str(data))),
                                               encoding="utf-8")
     return out
 

@@ -7,7 +7,7 @@ import torch
 
 pytest.importorskip("lm_eval")
 
-from seamharden.attack.benchmarks import BUILTIN_TASK, BenchmarkSuite, _parse, task_manager  # noqa: E402
+from seamharden.attack.benchmarks import BUILTIN_TASK, BenchmarkSuite, _parse, mc_task_yaml, task_manager  # noqa: E402
 from seamharden.attack.evalset import EvalSettings  # noqa: E402
 from seamharden.errors import UserError  # noqa: E402
 from seamharden.tiny import build_tiny_tokenizer, build_trained_tiny_model  # noqa: E402
@@ -19,21 +19,6 @@ ITEMS = [
     {"question": "Translate good morning into French.", "choices": ["hola", "ciao", "bonjour"], "answer": 2},
     {"question": "Who bakes bread?", "choices": ["the old man", "a bird", "the teacher"], "answer": 0},
 ]
-TASK_YAML = """task: tiny_local_mc
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-test_split: test
-output_type: multiple_choice
-doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
-doc_to_choice: "{{{{choices}}}}"
-doc_to_target: answer
-metric_list:
-  - metric: acc
-    aggregation: mean
-    higher_is_better: true
-"""
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +32,7 @@ def tiny():
 def task_dir(tmp_path):
     data = tmp_path / "items.jsonl"
     data.write_text("".join(json.dumps(i) + "\n" for i in ITEMS))
-    (tmp_path / "tiny_local_mc.yaml").write_text(TASK_YAML.format(data=data))
+    (tmp_path / "tiny_local_mc.yaml").write_text(mc_task_yaml("tiny_local_mc", data))
     return tmp_path
 
 

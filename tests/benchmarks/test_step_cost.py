@@ -63,3 +63,15 @@ def test_lens_only_compares_chunked_and_full(step_cost, capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(result["ul_fwd_bwd_s"]) == {"chunked", "full"} and result["prompt_fraction"] == 0.5
     assert result["speedup"] == pytest.approx(result["ul_fwd_bwd_s"]["full"] / result["ul_fwd_bwd_s"]["chunked"])
+
+
+@pytest.mark.parametrize("mode", ["--compare-hvp-graph", "--breakdown"])
+def test_interleaved_and_breakdown_modes_time_every_piece(step_cost, capsys, mode):
+    code = step_cost.main(["--model", "tiny", "--device", "cpu", "--batch", "2", "--seq", "32", mode,
+                           "--steps", "1", "--warmup", "0", "--threads", "1", "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    pieces = {"sft", "recompute", "reuse"} if mode == "--compare-hvp-graph" else None
+    if pieces:
+        assert set(result["cpu_s"]) == pieces and set(result["wall_s"]) == pieces
+    assert len(result["cpu_s"]) >= 3 and all(v > 0 for v in result["cpu_s"].values())
