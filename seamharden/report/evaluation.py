@@ -1,4 +1,5 @@
-"""Utility benchmarks and the generation figures (judge, refusal, collapse) for report.md and the model card.
+"""Utility benchmarks, the generation figures (judge, refusal, collapse) and the attack sweep's worst case,
+for report.md and the model card.
 
 ``evaluation_figures`` is the one summary both read: per model, the value before any attack
 and the worst case over the attacks' final points, each named with what it is over. The
@@ -18,6 +19,7 @@ DEFAULT_DATASET_NAME = "seamharden built-in harmful set"
 DEFAULT_DATASET_TYPE = "seamharden/builtin-adv"
 BENCHMARK_TASK = "Utility benchmark (lm-evaluation-harness)"
 GENERATION_TASK = "Harmful prompts: judge, refusal and collapse"
+SWEEP_TASK = "Attack sweep (attack.budget: sweep)"
 
 
 @dataclass(frozen=True)
@@ -80,12 +82,29 @@ def _generation_figures(result: SuiteResult, dataset_type: str, dataset_name: st
     return out
 
 
+def _sweep_figures(result: SuiteResult, dataset_type: str, dataset_name: str) -> list[Figure]:
+    """Per model, the score of the sweep's best trial: the worst case its search found (``SweepRecord.objective``)."""
+    if result.sweep is None:
+        return []
+    out = []
+    for model in ("hardened", "base"):
+        best = result.sweep.best_of(model)
+        if best is not None:
+            prefix = "" if model == "hardened" else "base_"
+            out.append(Figure(model, SWEEP_TASK, dataset_type, dataset_name, f"seamharden/{prefix}sweep_worst_score",
+                              f"attack sweep: {result.sweep.objective}, {model} model, worst of "
+                              f"{len(result.sweep.trials_of(model))} trials", best.score))
+    return out
+
+
 def evaluation_figures(result: SuiteResult, *, dataset_type: str, dataset_name: str) -> list[Figure]:
-    """Benchmark figures, then judge / refusal / collapse figures (those measured), hardened model first.
+    """Benchmark figures, then judge / refusal / collapse figures (those measured), then the attack sweep's
+    worst case per model, hardened model first.
 
     None at all when nothing was measured on the hardened model: the base's figures are there to compare.
     """
-    figures = _benchmark_figures(result) + _generation_figures(result, dataset_type, dataset_name)
+    figures = (_benchmark_figures(result) + _generation_figures(result, dataset_type, dataset_name)
+               + _sweep_figures(result, dataset_type, dataset_name))
     return figures if any(f.model == "hardened" for f in figures) else []
 
 

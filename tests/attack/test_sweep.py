@@ -3,6 +3,7 @@
 import math
 
 import pytest
+from huggingface_hub import ModelCard
 
 from seamharden.attack import AttackRun, EvalPoint
 from seamharden.attack.evalset import EvalSettings
@@ -11,6 +12,7 @@ from seamharden.attack.sweep import best_trial, run_sweep, trial_score
 from seamharden.errors import UserError
 from seamharden.recipe.loading import load_recipe
 from seamharden.recipe.schema import AttackConfig, Criteria, SweepSpace
+from seamharden.report import load_report, write_report
 from seamharden.tiny import save_tiny_model_dir
 
 SPACE = SweepSpace(lr_min=1e-5, lr_max=1e-2, steps=[2, 4], batch_sizes=[2, 4], lora_ranks=[2, 4])
@@ -90,6 +92,16 @@ def test_four_trial_sweep_on_tiny_models_and_the_verdict_uses_its_worst_trial(ti
     # the benign control ran with the strongest of the worst cases' settings, on both models
     assert [r.model for r in result.benign_control] == ["base", "hardened"]
     assert result.benign_control[0].config.lr == max(best_h.run.config.lr, best_b.run.config.lr)
+    # the model card's model-index carries each model's worst trial, as report.json has it
+    write_report(result, v, tmp_path / "report", title="t", base_model="org/base", recipe_name="tiny")
+    doc = load_report(tmp_path / "report")
+    index = {r.metric_type: r for r in ModelCard.load(tmp_path / "report" / "README.md").data.eval_results}
+    for metric_type, model in (("seamharden/sweep_worst_score", "hardened"),
+                               ("seamharden/base_sweep_worst_score", "base")):
+        want = doc.results.sweep.best_of(model).score
+        assert index[metric_type].metric_value == pytest.approx(round(want, 6), abs=1e-9)
+        assert "attack sweep" in index[metric_type].metric_name and "4 trials" in index[metric_type].metric_name
+    assert "attack sweep:" in (tmp_path / "report" / "report.md").read_text()
     # seeded: the same sweep again proposes the same trials with the same scores
     again, _ = run_suite(str(tiny_llama_dir), str(hardened), recipe, eval_settings=settings, gradients=False)
     assert [(t.params, t.score) for t in again.sweep.history] == [(t.params, t.score) for t in sweep.history]
