@@ -384,6 +384,9 @@ class AttackSection(Strict):
 
         if self.benchmarks and find_spec("lm_eval") is None:  # task names are checked when the suite starts
             raise ValueError("attack.benchmarks needs lm-evaluation-harness: pip install 'seamharden[eval]'")
+        if self.benchmarks and self.budget == "sweep":
+            raise ValueError("attack.benchmarks are not scored under attack.budget=sweep (its trials are not a grid); "
+                             "set attack.benchmarks=[] or use a fixed grid")
         return self
 
     @model_validator(mode="after")

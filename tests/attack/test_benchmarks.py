@@ -98,3 +98,10 @@ def test_recipe_without_the_harness_fails_at_load(monkeypatch):
     with pytest.raises(UserError, match=r"seamharden\[eval\]"):
         load_recipe("tiny", ["attack.benchmarks=[arc_easy]"])
     assert load_recipe("tiny").attack.benchmarks == []
+
+
+def test_benchmarks_under_a_sweep_fail_at_load():
+    from seamharden.recipe.loading import load_recipe
+
+    with pytest.raises(UserError, match=r"not scored under attack.budget=sweep"):
+        load_recipe("tiny", ["attack.benchmarks=[seamharden_mc]", "attack.budget=sweep"])
