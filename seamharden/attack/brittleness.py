@@ -23,11 +23,17 @@ from seamharden.attack.verdict_records import ControlAssessment, Figures, Reason
 from seamharden.recipe.schema import Criteria
 
 
+def is_collapsed(benign_loss: float, reference: float, utility_floor: float) -> bool:
+    """Utility collapsed (the loss verdict's rule, also for attack points): benign loss not finite or above
+    ``utility_floor * reference``."""
+    return not math.isfinite(benign_loss) or benign_loss > utility_floor * reference
+
+
 def control_collapsed(point: EvalPoint, reference: EvalPoint, criteria: Criteria) -> bool:
     """Is ``point`` collapsed against the base's step-0 ``reference`` (see the module docstring)?"""
     if criteria.kind == "task" and point.benign_accuracy is not None and reference.benign_accuracy is not None:
         return point.benign_accuracy <= criteria.task.collapse_fraction * reference.benign_accuracy
-    return not math.isfinite(point.benign_loss) or point.benign_loss > criteria.utility_floor * reference.benign_loss
+    return is_collapsed(point.benign_loss, reference.benign_loss, criteria.utility_floor)
 
 
 def assess_control(run: AttackRun, reference: EvalPoint, criteria: Criteria) -> ControlAssessment:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from statistics import fmean
 
-from seamharden.attack.brittleness import control_check
+from seamharden.attack.brittleness import control_check, is_collapsed
 from seamharden.attack.results import AttackRun, SuiteResult, config_key
 from seamharden.attack.task_verdict import task_verdict
 from seamharden.attack.verdict_records import AttackAssessment, Figures, ReasonLog, Status, TaskAssessment, Verdict
@@ -40,11 +40,6 @@ def harm_gain(harmful_loss: float, reference: float) -> float | None:
     if not (math.isfinite(harmful_loss) and math.isfinite(reference)) or reference <= 0:
         return None
     return max(0.0, (reference - harmful_loss) / reference)
-
-
-def is_collapsed(benign_loss: float, reference: float, utility_floor: float) -> bool:
-    """Utility collapsed: benign loss not finite or above ``utility_floor * reference``."""
-    return not math.isfinite(benign_loss) or benign_loss > utility_floor * reference
 
 
 def assess_run(run: AttackRun, ref_harmful: float, ref_benign: float, utility_floor: float) -> AttackAssessment:
