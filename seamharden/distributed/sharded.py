@@ -5,7 +5,8 @@
 gradient is its share of the global one (``ShardedAutograd.mean``). ``ShardedAutograd`` plugs
 into ``seamharden.core.step.seam_step(..., ops=...)``; the norms and dot products are the
 shard-aware ones of ``seamharden.core.gradvec``. Memory per rank: the step's two gradient
-buffers are sharded like the parameters (1/N of a weight-sized buffer each).
+buffers are sharded like the parameters (1/N of a weight-sized buffer each); the exact ``hvp``
+(``ShardedAutograd.hvp_backward``) holds one weight-sized gradient in full during its double backward.
 """
 
 from __future__ import annotations
