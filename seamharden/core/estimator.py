@@ -287,6 +287,11 @@ class Autograd:
     def before_perturb(self) -> None:
         """Called before the weights are perturbed in place (FSDP2: reshard, so the next forward sees it)."""
 
+    def hvp_backward(self, loss_fn: Callable[[], torch.Tensor], params, direction, coefficient: float,
+                     seed: int) -> None:
+        """p.grad += coefficient * H u, exact (``_hvp_backward``); FSDP2 overrides it."""
+        _hvp_backward(loss_fn, params, direction, coefficient, seed)
+
     def scaled_backward(self, loss_fn: Callable[[], torch.Tensor], params, coefficient: float, seed: int,
                         sketch_seed: int | None = None) -> torch.Tensor | None:
         """p.grad += coefficient * grad(loss_fn()) at the current weights, with replayed RNG.
@@ -391,8 +396,8 @@ def accumulate_exact_sim_gradient(params: Sequence[torch.Tensor], g_a: list[torc
     return SimGradient(c, norm_a, norm_b, 0.0, applied_cosine=math.nan)  # nothing is perturbed
 
 
-HVP_UNSHARDABLE = ("seam.difference=hvp needs double backward, which FSDP2-sharded parameters do not support; "
-                   "use seam.difference=central (self-checked finite differences)")
+HVP_UNAVAILABLE = ("seam.difference=hvp needs double backward, which these operations (ops.exact_hvp false) do "
+                   "not support; use seam.difference=central (self-checked finite differences)")
 
 
 def disagreement(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -419,10 +424,10 @@ def accumulate_sim_gradient(
     with the RNG seeded to ``seed_a`` / ``seed_b`` (same dtype and shapes as ``params``).
     They are CONSUMED: overwritten with the directions (and, for the differences, then the
     saved weights). The weights are restored bit-exactly before returning, also on error.
-    ``ops``: the single-process operations, or the sharded ones (FSDP2), which have no ``hvp``.
+    ``ops``: the single-process operations, or the sharded ones (FSDP2).
     """
     if policy.difference == "hvp" and not ops.exact_hvp:
-        raise ValueError(HVP_UNSHARDABLE)
+        raise ValueError(HVP_UNAVAILABLE)
     norm_a, norm_b, c = geometry(g_a, g_b)
     h = policy.step_size(params)
     s = math.sqrt(max(0.0, 1.0 - c * c))
@@ -433,7 +438,7 @@ def accumulate_sim_gradient(
         _to_unit_directions(g_a, g_b, norm_a, norm_b, c, s)
         for direction, loss_fn, k, seed in ((g_a, loss_a, scale * s / norm_a, seed_a),
                                             (g_b, loss_b, scale * s / norm_b, seed_b)):
-            _hvp_backward(loss_fn, params, direction, k, seed)
+            ops.hvp_backward(loss_fn, params, direction, k, seed)
         return SimGradient(c, norm_a, norm_b, h, applied_cosine=math.nan)  # nothing is perturbed
 
     central = policy.difference == "central"

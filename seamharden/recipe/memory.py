@@ -11,7 +11,10 @@ sequence ``s``, hidden size ``h`` and ``L`` layers:
                                           theta during its perturbed pass: no third copy)
 - hvp_gradient      T * w for ``seam.difference=hvp`` with ``seam.hvp_graph=recompute``: the
                     recomputed gradient with its graph, next to g_a and g_b, during each HVP;
-                    0 otherwise (``reuse`` takes g_a and g_b themselves with their graphs)
+                    0 otherwise (``reuse`` takes g_a and g_b themselves with their graphs).
+                    On G > 1 GPUs always T * w, not sharded: ``reuse`` runs as ``recompute``, and
+                    the double backward holds every layer's gradient in full until FSDP2's
+                    reduce-scatter of that layer (measured, docs/distributed.md)
 - optimizer_state   adamw: 8 * T (two fp32 moments); adamw8bit / paged_adamw8bit: 2 * T
 - anchor_reference  N * w when the benign KL anchor holds a frozen copy of the starting weights
                     (``utility.reference`` copy); 0 without an anchor or under LoRA (adapters
@@ -109,8 +112,11 @@ def estimate_memory(
     activations = _activations(-(-batch_size // world_size), seq_len, hidden_size, n_layers, w,
                                gradient_checkpointing)
     graphs = _HVP_GRAPHS[hvp_graph]
+    if graphs and world_size > 1:
+        graphs, hvp_graph = 1, "recompute"  # on FSDP2 shards reuse runs as recompute (docs/distributed.md)
     if graphs:
-        activations = max(activations, graphs * _twice_differentiated(batch_size, seq_len, hidden_size, n_layers, w))
+        activations = max(activations, graphs * _twice_differentiated(-(-batch_size // world_size), seq_len,
+                                                                      hidden_size, n_layers, w))
 
     def shard(count: int) -> int:
         return -(-count // world_size)

@@ -425,9 +425,6 @@ class Recipe(Strict):
 
     @model_validator(mode="after")
     def _check_sharded_estimator(self) -> Recipe:
-        if self.distributed.world_size > 1 and self.seam.difference == "hvp":
-            raise ValueError("seam.difference=hvp needs double backward, which FSDP2-sharded parameters do not "
-                             "support (distributed.world_size > 1); use seam.difference=central")
         if self.train.batch_size < self.distributed.world_size:
             raise ValueError(f"train.batch_size ({self.train.batch_size}) is the global batch, split over "
                              f"distributed.world_size ({self.distributed.world_size}) ranks: each needs a row")

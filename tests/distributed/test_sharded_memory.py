@@ -55,10 +55,22 @@ def test_dry_run_of_the_70b_recipe_works_offline_from_the_shipped_config():
     assert at8["memory_bytes"]["unsharded_params"] == _llama70b(world_size=8)["unsharded_params"]
 
 
-def test_sharded_recipes_refuse_the_exact_estimator_and_too_small_batches():
-    with pytest.raises(ValueError, match="seam.difference=hvp needs double backward"):
-        Recipe.model_validate({"distributed": {"world_size": 2}, "seam": {"difference": "hvp"}})
+def test_sharded_recipes_take_the_exact_estimator_and_refuse_too_small_batches():
+    assert Recipe.model_validate({"distributed": {"world_size": 2}, "seam": {"difference": "hvp"}})
     with pytest.raises(ValueError, match="each needs a row"):
         Recipe.model_validate({"distributed": {"world_size": 8}, "seam": {"difference": "central"},
                                "train": {"batch_size": 4}})
     assert Recipe.model_validate({"distributed": {"world_size": 2}, "seam": {"difference": "central"}})
+
+
+def test_the_exact_estimator_on_shards_counts_one_graph_and_a_full_gradient():
+    """On G > 1 GPUs ``reuse`` runs as ``recompute`` (one graph, of the rank's rows), and the double backward
+    holds every layer's gradient in full until its reduce-scatter (docs/distributed.md): T * w, unsharded."""
+    reuse, recompute = _llama70b(world_size=8, hvp_graph="reuse"), _llama70b(world_size=8, hvp_graph="recompute")
+    assert reuse == recompute
+    assert recompute["hvp_gradient"] == N70B * 2
+    fd = _llama70b(world_size=8)
+    assert recompute["total"] - fd["total"] == N70B * 2 + recompute["activations"] - fd["activations"]
+    one = _llama70b(world_size=1, hvp_graph="recompute")
+    assert recompute["activations"] < one["activations"]  # 2 of the 16 sequences per GPU
+
