@@ -113,7 +113,8 @@ class SeamSection(Strict):
     hvp_graph: Literal["reuse", "recompute"] = Field(
         "reuse", description="difference=hvp on one process: reuse = take g_a and g_b with their graphs and run one "
         "double backward through both (fewest passes; both passes' graphs held at once), recompute = a forward and "
-        "a graph-building backward more per side, one side's graph at a time (less activation memory; docs/method.md)"
+        "a graph-building backward more per side, one side's graph at a time (less activation memory; docs/method.md); "
+        "under torchrun (FSDP2 shards) reuse runs as recompute: same values, more passes"
     )
     step_policy: Literal["relative", "absolute"] = Field(
         "relative", description="finite-difference step (central/forward): relative to ||theta||, or absolute epsilon"
