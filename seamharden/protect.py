@@ -122,6 +122,8 @@ def hardening_summary(recipe: Recipe, outcome: loop.TrainOutcome, out_dir: Path)
     and the utility budget."""
     summary: dict = {"steps": outcome.steps_done, "anchor": recipe.utility.anchor,
                      "estimator": estimator_summary(recipe, out_dir / loop.METRICS)}
+    if recipe.seam.beta_delay:
+        summary["beta_delay"] = recipe.seam.beta_delay
     if recipe.utility.controller:
         summary |= {"kept_step": outcome.kept_step, "utility_metric": recipe.utility.metric,
                     "utility_start": outcome.val_start, "utility_tolerance": recipe.utility.tolerance}

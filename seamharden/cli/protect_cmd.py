@@ -347,7 +347,8 @@ def _harden(model, out_dir, overrides, recipe_name, recipe, resume, no_smoke_tes
     else:
         view = _Bar(Console(stderr=True), total) if sys.stderr.isatty() else _Lines(total)
     processes = f", {world.size} processes, FSDP2 sharding {SHARDING}" if world.distributed else ""
-    header = [f"hardening {model} -> {out_dir} with recipe {recipe.name} ({total} steps, beta {seam.beta}, "
+    delay = f" after {seam.beta_delay} steps at 0" if seam.beta_delay else ""
+    header = [f"hardening {model} -> {out_dir} with recipe {recipe.name} ({total} steps, beta {seam.beta}{delay}, "
               f"{recipe.train.optimizer}, L_sd estimator {estimator}{budget}{processes})"]
     warned: list[int] = []
     with view, _graceful_interrupt() as interrupts:

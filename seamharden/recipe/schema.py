@@ -98,6 +98,10 @@ class SeamSection(Strict):
 
     alpha: float = Field(1.0, ge=0, description="weight of L_up (utility preservation on aln)")
     beta: float = Field(0.01, ge=0, description="weight of L_sd (self-destruction); 0 is the ablation")
+    beta_delay: int = Field(
+        0, ge=0, description="the first N steps train with beta 0 (unlearning, L_up and the anchor only; no estimator "
+        "passes), then beta applies: unlearn deeply first, then self-destruct (docs/smollm2.md)"
+    )
     unlearn_loss: Literal["bounded_lens", "ascent"] = Field(
         "bounded_lens", description="L_ul: bounded multi-layer logit-lens loss, or plain gradient ascent"
     )
@@ -422,6 +426,13 @@ class Recipe(Strict):
             raise ValueError(f"utility.check_every ({self.utility.check_every}) exceeds train.steps "
                              f"({self.train.steps}): the controller would never check and the run would end on "
                              "the starting weights; lower it or set 0 (off)")
+        return self
+
+    @model_validator(mode="after")
+    def _check_beta_delay(self) -> Recipe:
+        if self.seam.beta_delay and self.seam.beta_delay >= self.train.steps:
+            raise ValueError(f"seam.beta_delay ({self.seam.beta_delay}) must be below train.steps "
+                             f"({self.train.steps}): L_sd would never be trained")
         return self
 
     @model_validator(mode="after")

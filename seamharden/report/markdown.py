@@ -70,6 +70,10 @@ def hardening_section(hardening: dict | None, heading: str = "##") -> str:
         lines.append(f"- utility controller: kept the weights of step {hardening['kept_step']} (the last within "
                      f"budget: {hardening['utility_metric']} within {hardening['utility_tolerance']:g} of its start "
                      f"{hardening['utility_start']:.4g} on the defender's validation records)")
+        if hardening.get("beta_delay") and hardening["kept_step"] <= hardening["beta_delay"]:
+            lines.append(f"- **WARNING: the kept weights (step {hardening['kept_step']}) predate L_sd**, which came on "
+                         f"after step {hardening['beta_delay']} (seam.beta_delay): no copy trained with L_sd stayed "
+                         "within the utility budget, so this model was not trained to self-destruct")
     return f"{heading} Hardening\n\n" + "\n".join(lines) + "\n"
 
 

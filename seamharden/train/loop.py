@@ -22,7 +22,7 @@ import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -58,6 +58,11 @@ class TrainOutcome:
 def seam_config(recipe: Recipe) -> SeamConfig:
     """The core step's settings, taken from the recipe's ``seam`` section by field name."""
     return SeamConfig.from_section(recipe.seam)
+
+
+def step_config(cfg: SeamConfig, recipe: Recipe, done: int) -> SeamConfig:
+    """The settings of the step after ``done`` steps: beta 0 during the first ``seam.beta_delay`` steps."""
+    return replace(cfg, beta=0.0) if done < recipe.seam.beta_delay else cfg
 
 
 def _read_metrics(path: Path, upto: int) -> list[str]:
@@ -178,8 +183,8 @@ def train(
     with metrics_path.open("a") if world.is_main else nullcontext() as log:
         while step < train_cfg.steps:
             try:
-                record = _one_step(model, data, cfg, train_cfg, params, optimizer, scheduler, device,
-                                   reference, controller.weight, ops, world)
+                record = _one_step(model, data, step_config(cfg, recipe, step), train_cfg, params, optimizer,
+                                   scheduler, device, reference, controller.weight, ops, world)
             except KeyboardInterrupt:
                 where = f"the last checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
                 raise UserError(f"interrupted during step {step + 1}; {where}; continue with --resume",
@@ -277,6 +282,7 @@ def _one_step(model, data, cfg, train_cfg, params, optimizer, scheduler, device,
         for key, value in stats.items():
             totals[key] = totals.get(key, 0.0) + value * scale
     totals["anchor_weight"] = anchor_weight if reference is not None else 0.0
+    totals["beta"] = cfg.beta
     tokens = global_sum(tokens, world)
     grad_norm = _clip_(params, train_cfg.max_grad_norm)
     lr = scheduler.get_last_lr()[0]

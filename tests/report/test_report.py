@@ -186,3 +186,14 @@ def test_hardening_summary_goes_into_report_md_and_json(tmp_path, suite, suite_v
     md = (tmp_path / "report.md").read_text()
     assert "## Hardening" in md and "kept the weights of step 590" in md and "0.989" in md
     assert load_report(tmp_path / "report.json").results.extra["hardening"] == hardening
+
+
+def test_hardening_section_warns_when_the_kept_copy_predates_l_sd():
+    from seamharden.report.markdown import hardening_section
+
+    base = {"steps": 120, "anchor": 1.0, "utility_metric": "loss", "utility_tolerance": 0.05, "utility_start": 4.0,
+            "beta_delay": 80}
+    assert "predate L_sd" in hardening_section(base | {"kept_step": 70})
+    assert "predate L_sd" in hardening_section(base | {"kept_step": 80})
+    assert "predate" not in hardening_section(base | {"kept_step": 90})
+    assert "predate" not in hardening_section({k: v for k, v in base.items() if k != "beta_delay"} | {"kept_step": 0})

@@ -124,3 +124,34 @@ def test_metrics_rows_are_strict_json():
     row = loop._json_row({"step": 1, "applied_cosine": math.nan, "grad_norm": math.inf, "cosine": 0.5})
     assert json.loads(row, parse_constant=lambda c: pytest.fail(c)) == {
         "step": 1, "applied_cosine": None, "grad_norm": None, "cosine": 0.5}
+
+
+def test_beta_delay_trains_the_first_steps_with_beta_zero_then_beta(tmp_path, monkeypatch):
+    """``seam.beta_delay=2``: steps 1-2 run the step with beta 0 (no estimator passes: step size 0), 3-4 with
+    the recipe's beta; the delayed run's first two steps equal a beta-0 run's, its third does not."""
+    seen = []
+
+    def recording_step(*args, **kwargs):
+        seen.append(args[4].beta)
+        return core_step.seam_step(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "seam_step", recording_step)
+    rows = {}
+    for name, overrides in {"delayed": ["seam.beta=0.5", "seam.beta_delay=2"], "beta0": ["seam.beta=0"]}.items():
+        torch.manual_seed(0)
+        model, data, recipe = _tiny_run(["train.steps=4", "seam.difference=central", *overrides])
+        (tmp_path / name).mkdir()
+        loop.train(model, data, recipe, tmp_path / name)
+        rows[name] = [json.loads(line) for line in (tmp_path / name / loop.METRICS).read_text().splitlines()]
+    assert seen[:4] == [0.0, 0.0, 0.5, 0.5]
+    delayed, beta0 = rows["delayed"], rows["beta0"]
+    assert [r["beta"] for r in delayed] == [0.0, 0.0, 0.5, 0.5]
+    assert [r["step_size"] for r in delayed[:2]] == [0.0, 0.0] and delayed[2]["step_size"] > 0
+    for key in ("loss_ul", "loss_up", "loss_bgn", "grad_norm"):
+        assert [r[key] for r in delayed[:2]] == [r[key] for r in beta0[:2]], key
+    assert delayed[2]["loss_total"] != beta0[2]["loss_total"]
+
+
+def test_beta_delay_must_leave_steps_with_l_sd():
+    with pytest.raises(UserError, match="beta_delay .4. must be below train.steps"):
+        load_recipe("tiny", ["train.steps=4", "seam.beta_delay=4"])
