@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "smollm2_search.py"
-SMALL = ["train.steps=4", "data.max_length=32", "utility.check_every=2", "utility.val_samples=4",
+SMALL = ["train.steps=4", "seam.beta_delay=2", "data.max_length=32", "utility.check_every=2", "utility.val_samples=4",
          "attack.eval_samples=4", "attack.eval_every=2", "attack.generate_prompts=2", "attack.max_new_tokens=4",
          *(f"attack.attacks.{i}.steps=2" for i in range(3))]
 
