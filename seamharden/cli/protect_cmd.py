@@ -324,6 +324,19 @@ def protect_command(model, output_dir, overrides, recipe_name, dry_run, resume, 
                        push_to, push_target, private, revision, commit_message, force, as_json, world)
 
 
+def run_header(model, out_dir, recipe, processes: str = "") -> str:
+    """The run's one-line header: steps, beta (and its delay, when L_sd is on at all), optimizer,
+    estimator, utility budget, and ``processes`` (the sharding phrase under torchrun, else "")."""
+    seam, utility = recipe.seam, recipe.utility
+    estimator = seam.difference if seam.difference == "hvp" else (
+        f"{seam.difference} differences, {seam.step_policy} step, self-check {'on' if seam.self_check else 'off'}")
+    budget = (f", anchor {utility.anchor:g}" if utility.anchor else "") + (
+        f", utility controller every {utility.check_every} steps" if utility.controller else "")
+    delay = f" after {seam.beta_delay} steps at 0" if seam.beta_delay and seam.beta else ""
+    return (f"hardening {model} -> {out_dir} with recipe {recipe.name} ({recipe.train.steps} steps, beta "
+            f"{seam.beta:g}{delay}, {recipe.train.optimizer}, L_sd estimator {estimator}{budget}{processes})")
+
+
 def _harden(model, out_dir, overrides, recipe_name, recipe, resume, no_smoke_test, stop_after, reused, push_to,
             push_target, private, revision, commit_message, force, as_json, world) -> int:
     """protect_command once every check before loading has passed: the run, its live view (rank 0's
@@ -336,20 +349,13 @@ def _harden(model, out_dir, overrides, recipe_name, recipe, resume, no_smoke_tes
     from seamharden.distributed.sharded import SHARDING
     from seamharden.protect import protect, run_smoke_test
 
-    seam, utility = recipe.seam, recipe.utility
-    estimator = seam.difference if seam.difference == "hvp" else (
-        f"{seam.difference} differences, {seam.step_policy} step, self-check {'on' if seam.self_check else 'off'}")
-    budget = (f", anchor {utility.anchor:g}" if utility.anchor else "") + (
-        f", utility controller every {utility.check_every} steps" if utility.controller else "")
     total = recipe.train.steps
     if not world.is_main:
         view = _Quiet()
     else:
         view = _Bar(Console(stderr=True), total) if sys.stderr.isatty() else _Lines(total)
     processes = f", {world.size} processes, FSDP2 sharding {SHARDING}" if world.distributed else ""
-    delay = f" after {seam.beta_delay} steps at 0" if seam.beta_delay else ""
-    header = [f"hardening {model} -> {out_dir} with recipe {recipe.name} ({total} steps, beta {seam.beta}{delay}, "
-              f"{recipe.train.optimizer}, L_sd estimator {estimator}{budget}{processes})"]
+    header = [run_header(model, out_dir, recipe, processes)]
     warned: list[int] = []
     with view, _graceful_interrupt() as interrupts:
         smoke_test = None if no_smoke_test else functools.partial(run_smoke_test, base_results=reused,
