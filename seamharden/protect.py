@@ -124,6 +124,8 @@ def hardening_summary(recipe: Recipe, outcome: loop.TrainOutcome, out_dir: Path)
                      "estimator": estimator_summary(recipe, out_dir / loop.METRICS)}
     if recipe.seam.beta_delay:
         summary["beta_delay"] = recipe.seam.beta_delay
+    if recipe.seam.delay_restart:
+        summary["delay_restart"] = True
     if recipe.utility.controller:
         summary |= {"kept_step": outcome.kept_step, "utility_metric": recipe.utility.metric,
                     "utility_start": outcome.val_start, "utility_tolerance": recipe.utility.tolerance}
@@ -298,7 +300,8 @@ def dry_run_plan(model_ref: str, recipe: Recipe) -> dict:
     memory = estimate_memory(
         total, trainable, dtype, recipe.train.optimizer, recipe.model.gradient_checkpointing,
         recipe.train.batch_size, recipe.data.max_length, text.hidden_size, text.num_hidden_layers,
-        reference_copy=reference == "copy", kept_copies=recipe.utility.controller,
+        reference_copy=reference == "copy" or (reference is not None and recipe.seam.delay_restart),
+        kept_copies=recipe.utility.controller,
         world_size=world_size, root_params=root,
         hvp_graph=recipe.seam.hvp_graph if recipe.seam.difference == "hvp" and recipe.seam.beta != 0 else None,
     )

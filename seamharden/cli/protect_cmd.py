@@ -325,7 +325,7 @@ def protect_command(model, output_dir, overrides, recipe_name, dry_run, resume, 
 
 
 def run_header(model, out_dir, recipe, processes: str = "") -> str:
-    """The run's one-line header: steps, beta (and its delay, when L_sd is on at all), optimizer,
+    """The run's one-line header: steps, beta (and its delay, when L_sd is on at all; the restart), optimizer,
     estimator, utility budget, and ``processes`` (the sharding phrase under torchrun, else "")."""
     seam, utility = recipe.seam, recipe.utility
     estimator = seam.difference if seam.difference == "hvp" else (
@@ -333,6 +333,7 @@ def run_header(model, out_dir, recipe, processes: str = "") -> str:
     budget = (f", anchor {utility.anchor:g}" if utility.anchor else "") + (
         f", utility controller every {utility.check_every} steps" if utility.controller else "")
     delay = f" after {seam.beta_delay} steps at 0" if seam.beta_delay and seam.beta else ""
+    delay += f", fresh optimizer and anchor at step {seam.beta_delay}" if seam.delay_restart else ""
     return (f"hardening {model} -> {out_dir} with recipe {recipe.name} ({recipe.train.steps} steps, beta "
             f"{seam.beta:g}{delay}, {recipe.train.optimizer}, L_sd estimator {estimator}{budget}{processes})")
 

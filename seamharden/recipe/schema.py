@@ -102,6 +102,12 @@ class SeamSection(Strict):
         0, ge=0, description="the first N steps train with beta 0 (unlearning, L_up and the anchor only; no estimator "
         "passes), then beta applies: unlearn deeply first, then self-destruct (docs/smollm2.md)"
     )
+    delay_restart: bool = Field(
+        False, description="at step beta_delay start afresh from the weights reached, as a second protect call "
+        "on the first one's output would: the KL anchor's reference becomes those weights (a frozen copy), AdamW's "
+        "moments, the warm-up and the schedule start again over the remaining steps, and the anchor weight returns "
+        "to utility.anchor; the utility budget stays the starting model's"
+    )
     unlearn_loss: Literal["bounded_lens", "ascent"] = Field(
         "bounded_lens", description="L_ul: bounded multi-layer logit-lens loss, or plain gradient ascent"
     )
@@ -433,6 +439,10 @@ class Recipe(Strict):
         if self.seam.beta_delay and self.seam.beta_delay >= self.train.steps:
             raise ValueError(f"seam.beta_delay ({self.seam.beta_delay}) must be below train.steps "
                              f"({self.train.steps}): L_sd would never be trained")
+        if self.seam.delay_restart and not self.seam.beta_delay:
+            raise ValueError("seam.delay_restart needs seam.beta_delay > 0 (the step to restart at)")
+        if self.seam.delay_restart and self.distributed.world_size > 1:
+            raise ValueError("seam.delay_restart is not supported under torchrun yet (distributed.world_size > 1)")
         return self
 
     @model_validator(mode="after")

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from seamharden.core import gradvec
 from seamharden.core.estimator import LOCAL, Autograd
@@ -35,7 +36,7 @@ from seamharden.data.seam_data import SeamData
 from seamharden.distributed import checkpoint as sharded_checkpoint
 from seamharden.distributed.runtime import World, any_rank, current_world, global_sum, split_batch
 from seamharden.errors import ExitCode, UserError
-from seamharden.recipe.schema import Recipe
+from seamharden.recipe.schema import Recipe, TrainSection
 from seamharden.train import checkpoint
 from seamharden.train.optim import build_optimizer, build_scheduler, set_peak_lr
 from seamharden.train.stall import StallWatch, output_vocab
@@ -43,6 +44,8 @@ from seamharden.train.utility import AnchorReference, Score, UtilityController, 
 
 METRICS = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
+RESTART_REFERENCE = "restart-reference.safetensors"
+"""Under ``checkpoints/``: the trainable weights at ``seam.beta_delay``, the restarted anchor's reference."""
 TERMS = {"loss_ul": "L_ul (unlearning)", "loss_up": "L_up (utility preservation)", "loss_sd": "L_sd (self-destruction)"}
 
 
@@ -63,6 +66,45 @@ def seam_config(recipe: Recipe) -> SeamConfig:
 def step_config(cfg: SeamConfig, recipe: Recipe, done: int) -> SeamConfig:
     """The settings of the step after ``done`` steps: beta 0 during the first ``seam.beta_delay`` steps."""
     return replace(cfg, beta=0.0) if done < recipe.seam.beta_delay else cfg
+
+
+def restarts_at(recipe: Recipe) -> int | None:
+    """The step after which the run starts afresh (``seam.delay_restart``), else None."""
+    return recipe.seam.beta_delay if recipe.seam.delay_restart else None
+
+
+def phase_schedule(recipe: Recipe, done: int) -> TrainSection:
+    """The learning-rate schedule's settings for the step after ``done`` steps.
+
+    One schedule over ``train.steps``; with ``seam.delay_restart`` two, each with its own warm-up:
+    over the first ``beta_delay`` steps, then over the rest (as two ``protect`` calls would run).
+    """
+    at = restarts_at(recipe)
+    if at is None:
+        return recipe.train
+    return recipe.train.model_copy(update={"steps": at if done < at else recipe.train.steps - at})
+
+
+def _restart_reference(model: torch.nn.Module, path: Path, save: bool) -> AnchorReference:
+    """A frozen copy of ``model`` as the anchor's reference; its trainable weights written to ``path``
+    (``save``, atomically) or read back from it (on resume: the copy then equals the one the run took)."""
+    reference = AnchorReference(model, "copy")
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    if save:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(".tmp-" + path.name)
+        weights = {n: p.detach().contiguous().cpu() for n, p in reference.frozen.named_parameters() if n in names}
+        save_file(weights, tmp)
+        tmp.replace(path)
+        return reference
+    if not path.is_file():
+        raise ValueError(f"the anchor reference of the restart (seam.delay_restart) is missing: {path}")
+    weights = load_file(path)
+    params = dict(reference.frozen.named_parameters())
+    with torch.no_grad():
+        for name in names:
+            params[name].copy_(weights[name])
+    return reference
 
 
 def _read_metrics(path: Path, upto: int) -> list[str]:
@@ -139,8 +181,9 @@ def train(
     device = next(model.parameters()).device
     params = trainable_parameters(model)  # after sharding: the parameters are then DTensors
     optimizer = build_optimizer(params, train_cfg)
-    scheduler = build_scheduler(optimizer, train_cfg)
+    scheduler = build_scheduler(optimizer, phase_schedule(recipe, 0))
     ckpt_root, metrics_path = run_dir / CHECKPOINTS, run_dir / METRICS
+    restart = restarts_at(recipe)
     controller = UtilityController(utility, score, run_dir, world)
 
     start, last_ckpt = 0, None
@@ -152,6 +195,10 @@ def train(
             if sharded_checkpoint.is_sharded(found):
                 raise ValueError(f"checkpoint {found} holds shards of a torchrun run; resume it under torchrun")
             state = checkpoint.load(found, model)
+            if restart is not None and state.step >= restart:  # the second phase's schedule and reference
+                scheduler = build_scheduler(optimizer, phase_schedule(recipe, state.step))
+                if reference is not None:
+                    reference = _restart_reference(model, ckpt_root / RESTART_REFERENCE, save=False)
             optimizer.load_state_dict(state.optimizer)
         scheduler.load_state_dict(state.scheduler)
         set_peak_lr(optimizer, scheduler, train_cfg.lr)
@@ -204,6 +251,13 @@ def train(
             step += 1
             record["step"] = step
             record |= controller.after_step(step, model)
+            if step == restart:  # start afresh from these weights (seam.delay_restart)
+                optimizer = build_optimizer(params, train_cfg)
+                scheduler = build_scheduler(optimizer, phase_schedule(recipe, step))
+                if reference is not None:
+                    reference = _restart_reference(model, ckpt_root / RESTART_REFERENCE, save=True)
+                controller.state.weight = utility.anchor
+                record["restart"] = True
             if log is not None:
                 log.write(_json_row(record) + "\n")
                 log.flush()
