@@ -17,7 +17,8 @@ def test_header_names_the_beta_delay_only_when_l_sd_is_on():
 
 
 def test_header_names_the_restart():
-    line = run_header("smollm2-135m", "out", load_recipe("smollm2-135m-cpu"))
-    assert "(120 steps, beta 5 after 80 steps at 0, fresh optimizer and anchor at step 80, adamw" in line
-    ablation = run_header("smollm2-135m", "out", load_recipe("smollm2-135m-cpu", ["seam.beta=0"]))
+    line = run_header("smollm2-135m", "out", load_recipe("smollm2-135m-cpu", ["seam.delay_restart=true"]))
+    assert "(130 steps, beta 5 after 80 steps at 0, fresh optimizer and anchor at step 80, adamw" in line
+    ablation = run_header("smollm2-135m", "out", load_recipe("smollm2-135m-cpu", ["seam.beta=0",
+                                                                                 "seam.delay_restart=true"]))
     assert "beta 0, fresh optimizer and anchor at step 80, adamw" in ablation  # the ablation restarts the same way

@@ -197,3 +197,12 @@ def test_hardening_section_warns_when_the_kept_copy_predates_l_sd():
     assert "predate L_sd" in hardening_section(base | {"kept_step": 80})
     assert "predate" not in hardening_section(base | {"kept_step": 90})
     assert "predate" not in hardening_section({k: v for k, v in base.items() if k != "beta_delay"} | {"kept_step": 0})
+
+
+def test_hardening_section_names_the_beta_delay_and_the_restart():
+    from seamharden.report.markdown import hardening_section
+
+    base = {"steps": 120, "anchor": 1.0, "beta_delay": 80}
+    assert "- L_sd off for the first 80 steps (seam.beta_delay)\n" in hardening_section(base)
+    assert "fresh optimizer, warm-up and anchor reference" in hardening_section(base | {"delay_restart": True})
+    assert "seam.beta_delay" not in hardening_section({"steps": 120, "anchor": 1.0})
