@@ -122,10 +122,10 @@ def hardening_summary(recipe: Recipe, outcome: loop.TrainOutcome, out_dir: Path)
     and the utility budget."""
     summary: dict = {"steps": outcome.steps_done, "anchor": recipe.utility.anchor,
                      "estimator": estimator_summary(recipe, out_dir / loop.METRICS)}
-    if recipe.seam.beta_delay:
+    if recipe.seam.beta_delay and recipe.seam.beta:  # a delay of a beta that is 0 (the ablation) delays nothing
         summary["beta_delay"] = recipe.seam.beta_delay
     if recipe.seam.delay_restart:
-        summary["delay_restart"] = True
+        summary["delay_restart"] = recipe.seam.beta_delay  # the step the run started afresh at
     if recipe.utility.controller:
         summary |= {"kept_step": outcome.kept_step, "utility_metric": recipe.utility.metric,
                     "utility_start": outcome.val_start, "utility_tolerance": recipe.utility.tolerance}
@@ -294,14 +294,15 @@ def dry_run_plan(model_ref: str, recipe: Recipe) -> dict:
     device = default_device()
     dtype = str(resolve_dtype(recipe.model.dtype, device)).removeprefix("torch.")
     reference = reference_mode(recipe.utility, recipe.model.lora is not None) if recipe.utility.anchor > 0 else None
+    if reference is not None and recipe.seam.delay_restart:
+        reference = "copy"  # the restart takes a frozen copy of the weights it starts from, LoRA or not
     world_size = recipe.distributed.world_size
     root = total - sum(p.numel() for layer in decoder_layers(model) for p in layer.parameters()) \
         if world_size > 1 else 0
     memory = estimate_memory(
         total, trainable, dtype, recipe.train.optimizer, recipe.model.gradient_checkpointing,
         recipe.train.batch_size, recipe.data.max_length, text.hidden_size, text.num_hidden_layers,
-        reference_copy=reference == "copy" or (reference is not None and recipe.seam.delay_restart),
-        kept_copies=recipe.utility.controller,
+        reference_copy=reference == "copy", kept_copies=recipe.utility.controller,
         world_size=world_size, root_params=root,
         hvp_graph=recipe.seam.hvp_graph if recipe.seam.difference == "hvp" and recipe.seam.beta != 0 else None,
     )

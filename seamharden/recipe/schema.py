@@ -443,6 +443,10 @@ class Recipe(Strict):
             raise ValueError("seam.delay_restart needs seam.beta_delay > 0 (the step to restart at)")
         if self.seam.delay_restart and self.distributed.world_size > 1:
             raise ValueError("seam.delay_restart is not supported under torchrun yet (distributed.world_size > 1)")
+        if self.seam.delay_restart and self.train.optimizer.startswith("paged_"):
+            raise ValueError("seam.delay_restart does not work with train.optimizer=paged_adamw8bit: bitsandbytes "
+                             "never frees a paged optimizer's state, so the restart's new optimizer would hold its "
+                             "memory twice; use adamw8bit")
         return self
 
     @model_validator(mode="after")

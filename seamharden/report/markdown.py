@@ -55,9 +55,10 @@ def hardening_section(hardening: dict | None, heading: str = "##") -> str:
         return ""
     lines = [f"- steps: {hardening['steps']}", f"- benign KL anchor weight at the start: {hardening['anchor']:g}"]
     if hardening.get("beta_delay"):
-        restart = (", then a fresh optimizer, warm-up and anchor reference from those weights (seam.delay_restart)"
-                   if hardening.get("delay_restart") else "")
-        lines.append(f"- L_sd off for the first {hardening['beta_delay']} steps (seam.beta_delay){restart}")
+        lines.append(f"- L_sd off for the first {hardening['beta_delay']} steps (seam.beta_delay)")
+    if hardening.get("delay_restart"):
+        lines.append(f"- a fresh optimizer, warm-up and anchor reference from the weights of step "
+                     f"{hardening['delay_restart']} (seam.delay_restart)")
     est = hardening.get("estimator")
     if est:
         if est["checked_steps"]:

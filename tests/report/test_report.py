@@ -204,5 +204,6 @@ def test_hardening_section_names_the_beta_delay_and_the_restart():
 
     base = {"steps": 120, "anchor": 1.0, "beta_delay": 80}
     assert "- L_sd off for the first 80 steps (seam.beta_delay)\n" in hardening_section(base)
-    assert "fresh optimizer, warm-up and anchor reference" in hardening_section(base | {"delay_restart": True})
+    assert "anchor reference from the weights of step 80 (seam.delay_restart)" in hardening_section(
+        base | {"delay_restart": 80})
     assert "seam.beta_delay" not in hardening_section({"steps": 120, "anchor": 1.0})

@@ -54,7 +54,7 @@ def test_the_checkpoint_at_the_restart_holds_a_fresh_optimizer(tmp_path):
     assert state.scheduler["last_epoch"] == 0  # and the second schedule at its start
 
 
-@pytest.mark.parametrize("stop_after", [3, 4])
+@pytest.mark.parametrize("stop_after", [2, 3, 4])
 def test_a_resumed_restart_run_ends_bit_identical(tmp_path, stop_after):
     straight, rows, _ = _run(tmp_path / "straight", ["train.checkpoint_every=2"])
     _run(tmp_path / "split", ["train.checkpoint_every=2"], stop_after=stop_after)
@@ -66,6 +66,20 @@ def test_a_resumed_restart_run_ends_bit_identical(tmp_path, stop_after):
         assert torch.equal(a, b), name
 
 
-def test_delay_restart_needs_a_beta_delay():
+def test_delay_restart_needs_a_beta_delay_and_an_optimizer_it_can_replace():
     with pytest.raises(UserError, match="delay_restart needs seam.beta_delay"):
         load_recipe("tiny", ["seam.delay_restart=true"])
+    with pytest.raises(UserError, match="paged_adamw8bit"):
+        load_recipe("tiny", ["train.steps=4", "seam.beta_delay=2", "seam.delay_restart=true",
+                             "train.optimizer=paged_adamw8bit"])
+
+
+def test_the_dry_run_counts_the_restart_reference_under_lora(tiny_llama_dir):
+    from seamharden.protect import dry_run_plan
+
+    plain = dry_run_plan(str(tiny_llama_dir), load_recipe("lora", ["utility.anchor=1.0", "train.steps=4",
+                                                              "seam.beta_delay=2"]))
+    restart = dry_run_plan(str(tiny_llama_dir), load_recipe("lora", ["utility.anchor=1.0", "train.steps=4",
+                                                                "seam.beta_delay=2", "seam.delay_restart=true"]))
+    assert plain["anchor_reference"] == "adapters_off" and plain["memory_bytes"]["anchor_reference"] == 0
+    assert restart["anchor_reference"] == "copy" and restart["memory_bytes"]["anchor_reference"] > 0
