@@ -50,6 +50,14 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
 
 
+def copy_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """Copy each tensor of ``weights`` into ``model``'s parameter of that name, in place."""
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, tensor in weights.items():
+            params[name].copy_(tensor)
+
+
 def latest(root: Path) -> Path | None:
     """The newest complete checkpoint under ``root`` (None if there is none)."""
     if not root.is_dir():
@@ -86,8 +94,6 @@ def load(path: Path, model: torch.nn.Module) -> TrainState:
     missing = [n for n, p in params.items() if p.requires_grad and n not in weights]
     if missing:
         raise ValueError(f"checkpoint {path} lacks trainable parameters, e.g. {missing[0]}")
-    with torch.no_grad():
-        for name, tensor in weights.items():
-            params[name].copy_(tensor)
+    copy_weights(model, weights)
     raw = torch.load(path / "state.pt", weights_only=False)
     return TrainState(raw["step"], raw["optimizer"], raw["scheduler"], raw["data"], raw["rng"], raw.get("extra", {}))

@@ -2,7 +2,9 @@
 
 With ``recipe.utility`` the step also adds the benign KL anchor (on a fresh benign batch)
 and the utility controller checks the validation score, keeps the last within-budget
-weights and ends the run on them (``seamharden.train.utility``).
+weights and ends the run on them (``seamharden.train.utility``). With ``seam.delay_restart`` the
+run starts afresh at ``seam.beta_delay``: a new optimizer and schedule, and the anchor's reference
+re-taken from the weights reached (kept under ``checkpoints/`` for resume).
 
 Prints nothing: each finished step is appended to ``metrics.jsonl`` and handed to an
 optional callback (the CLI draws the progress bar from it).
@@ -89,21 +91,16 @@ def _restart_reference(model: torch.nn.Module, path: Path, save: bool) -> Anchor
     """A frozen copy of ``model`` as the anchor's reference; its trainable weights written to ``path``
     (``save``, atomically) or read back from it (on resume: the copy then equals the one the run took)."""
     reference = AnchorReference(model, "copy")
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
     if save:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(".tmp-" + path.name)
-        weights = {n: p.detach().contiguous().cpu() for n, p in reference.frozen.named_parameters() if n in names}
-        save_file(weights, tmp)
+        save_file(checkpoint.trainable_state(model), tmp)
         tmp.replace(path)
-        return reference
-    if not path.is_file():
-        raise ValueError(f"the anchor reference of the restart (seam.delay_restart) is missing: {path}")
-    weights = load_file(path)
-    params = dict(reference.frozen.named_parameters())
-    with torch.no_grad():
-        for name in names:
-            params[name].copy_(weights[name])
+    elif path.is_file():
+        checkpoint.copy_weights(reference.frozen, load_file(path))
+    else:
+        raise UserError(f"cannot resume: {path.name}, the anchor reference taken at the restart "
+                        "(seam.delay_restart), is missing from the run's checkpoints; start the run again")
     return reference
 
 
@@ -198,6 +195,7 @@ def train(
             if restart is not None and state.step >= restart:  # the second phase's schedule and reference
                 scheduler = build_scheduler(optimizer, phase_schedule(recipe, state.step))
                 if reference is not None:
+                    reference = None  # the starting weights' copy goes before the restart's is taken
                     reference = _restart_reference(model, ckpt_root / RESTART_REFERENCE, save=False)
             optimizer.load_state_dict(state.optimizer)
         scheduler.load_state_dict(state.scheduler)
@@ -255,6 +253,7 @@ def train(
                 optimizer = build_optimizer(params, train_cfg)
                 scheduler = build_scheduler(optimizer, phase_schedule(recipe, step))
                 if reference is not None:
+                    reference = None  # the starting weights' copy goes before the restart's is taken
                     reference = _restart_reference(model, ckpt_root / RESTART_REFERENCE, save=True)
                 controller.state.weight = utility.anchor
                 record["restart"] = True

@@ -32,12 +32,9 @@ def test_the_restart_takes_a_fresh_schedule_optimizer_and_anchor_reference(tmp_p
     kl = [r["anchor_kl"] for r in rows]
     # step 4's model is the new reference (KL 0 up to rounding); steps 2-3 and 5 have moved off theirs
     assert kl[3] < 1e-6 and min(kl[1], kl[2], kl[4]) > 1e3 * max(kl[3], 1e-12)
-    state = checkpoint.load(checkpoint.latest(tmp_path / loop.CHECKPOINTS), _tiny_run(RESTART)[0])
-    assert state.step == 6
-    first = torch.load(tmp_path / loop.CHECKPOINTS / "step-3" / "state.pt", weights_only=False) \
-        if (tmp_path / loop.CHECKPOINTS / "step-3").is_dir() else None
-    assert first is None  # older checkpoints are deleted; the restart's reference stays beside the newest
-    assert (tmp_path / loop.CHECKPOINTS / loop.RESTART_REFERENCE).is_file()
+    ckpts = tmp_path / loop.CHECKPOINTS  # older checkpoints are deleted; the restart's reference stays
+    assert checkpoint.latest(ckpts).name == "step-6" and not (ckpts / "step-3").exists()
+    assert (ckpts / loop.RESTART_REFERENCE).is_file()
 
 
 def test_the_restart_resets_the_anchor_weight(tmp_path, monkeypatch):
@@ -83,3 +80,11 @@ def test_the_dry_run_counts_the_restart_reference_under_lora(tiny_llama_dir):
                                                                 "seam.beta_delay=2", "seam.delay_restart=true"]))
     assert plain["anchor_reference"] == "adapters_off" and plain["memory_bytes"]["anchor_reference"] == 0
     assert restart["anchor_reference"] == "copy" and restart["memory_bytes"]["anchor_reference"] > 0
+
+
+def test_a_resume_after_the_restart_without_its_reference_is_a_user_error(tmp_path):
+    _run(tmp_path, ["train.checkpoint_every=2"], stop_after=4)
+    (tmp_path / loop.CHECKPOINTS / loop.RESTART_REFERENCE).unlink()
+    with pytest.raises(UserError, match="anchor reference taken at the restart .* is missing") as err:
+        _run(tmp_path, ["train.checkpoint_every=2"], resume=True)
+    assert err.value.exit_code == 2 and "/" not in str(err.value)
