@@ -481,7 +481,8 @@ def protect(
             generate = _refusal_generator(model, loaded.tokenizer, recipe.data.template)
         data = build_seam_data(recipe.data, loaded.tokenizer, recipe.train.batch_size, recipe.train.seed, generate,
                                val=recipe.utility.val,
-                               val_samples=recipe.utility.val_samples if recipe.utility.controller else 0)
+                               val_samples=recipe.utility.val_samples if recipe.utility.controller else 0,
+                               anchor_data=recipe.utility.anchor_data)
         _check_same_inputs(state, data.fingerprints, loaded.commit)
         fingerprints = data.fingerprints
         run = {"model": model_ref, "recipe_hash": rhash, "resumable_hash": rest_hash, "lr": recipe.train.lr,

@@ -326,11 +326,14 @@ def protect_command(model, output_dir, overrides, recipe_name, dry_run, resume, 
 
 def run_header(model, out_dir, recipe, processes: str = "") -> str:
     """The run's one-line header: steps, beta (and its delay, when L_sd is on at all; the restart), optimizer,
-    estimator, utility budget, and ``processes`` (the sharding phrase under torchrun, else "")."""
+    estimator, utility budget (the anchor's extra data: a built-in set by name, never a local path), and ``processes`` (the sharding phrase under torchrun, else "")."""
     seam, utility = recipe.seam, recipe.utility
     estimator = seam.difference if seam.difference == "hvp" else (
         f"{seam.difference} differences, {seam.step_policy} step, self-check {'on' if seam.self_check else 'off'}")
-    budget = (f", anchor {utility.anchor:g}" if utility.anchor else "") + (
+    extra = utility.anchor_data
+    anchor_on = "" if extra is None else (
+        f" on D_bgn + {extra.path if extra.kind == 'builtin' else 'utility.anchor_data'}")
+    budget = (f", anchor {utility.anchor:g}{anchor_on}" if utility.anchor else "") + (
         f", utility controller every {utility.check_every} steps" if utility.controller else "")
     delay = f" after {seam.beta_delay} steps at 0" if seam.beta_delay and seam.beta else ""
     delay += f", fresh optimizer and anchor at step {seam.beta_delay}" if seam.delay_restart else ""

@@ -8,7 +8,7 @@ from importlib.resources import files
 
 from seamharden.errors import UserError
 
-RECORD_SETS = ("adv", "bgn", "chat_adv", "chat_bgn")  # chat_*: seamharden/data/chat_gen.py
+RECORD_SETS = ("adv", "bgn", "chat_adv", "chat_bgn", "chat_facts")  # chat_*: seamharden/data/chat_gen.py
 
 
 @cache

@@ -1,4 +1,4 @@
-"""Generator of the built-in sets for real chat models: ``builtin/chat_adv.jsonl`` and ``builtin/chat_bgn.jsonl``.
+"""Generator of the built-in sets for real chat models: ``builtin/chat_{adv,bgn,facts}.jsonl``.
 
 The files are committed; ``tests/data/test_chat_gen.py`` checks they equal ``render(name)``.
 Regenerate with ``python -m seamharden.data.chat_gen`` (on Python 3.11: ``chat_bgn`` quotes
@@ -13,6 +13,11 @@ the standard library's docstrings, which change between Python versions).
 - ``chat_bgn`` (real benign text): "What does the Python function `M.F` do?" answered with the
   first paragraph of that function's docstring in CPython's standard library (Python Software
   Foundation License 2.0; the text is CPython's, quoted unchanged up to whitespace).
+- ``chat_facts`` (the repo's own text, Apache-2.0; facts): general-knowledge questions answered in
+  one sentence, capitals of 40 countries and everyday facts, for the KL anchor's extra batches
+  (``utility.anchor_data``): the anchor then also holds the model's knowledge, not only the docstring
+  skill. None of its countries is asked about by the attack suite's multiple-choice items (the first
+  16 of ``builtin/mc.jsonl``; a test checks it), so keeping them is no training on the evaluation.
 """
 
 from __future__ import annotations
@@ -22,10 +27,10 @@ import inspect
 import re
 from pathlib import Path
 
-from seamharden.data.builtin_gen import _ADV_STEPS, render_rows, write_sets
+from seamharden.data.builtin_gen import _ADV_STEPS, _CAPITALS, _FACTS, render_rows, write_sets
 
 BUILTIN_DIR = Path(__file__).with_name("builtin")
-NAMES = ("chat_adv", "chat_bgn")
+NAMES = ("chat_adv", "chat_bgn", "chat_facts")
 PYTHON = (3, 11)
 
 _TARGETS = [
@@ -115,7 +120,29 @@ def chat_bgn_rows() -> list[dict]:
     return rows
 
 
-_ROWS = {"chat_adv": chat_adv_rows, "chat_bgn": chat_bgn_rows}
+SUITE_MC_COUNTRIES = 15
+"""``_CAPITALS[:15]``: the countries of the suite's multiple-choice items, never in ``chat_facts``."""
+
+_MORE_CAPITALS = [
+    ("Switzerland", "Bern"), ("the Czech Republic", "Prague"), ("Romania", "Bucharest"), ("Bulgaria", "Sofia"),
+    ("Ukraine", "Kyiv"), ("Iceland", "Reykjavik"), ("New Zealand", "Wellington"), ("South Korea", "Seoul"),
+    ("Vietnam", "Hanoi"), ("Indonesia", "Jakarta"), ("the Philippines", "Manila"), ("Iran", "Tehran"),
+    ("Saudi Arabia", "Riyadh"), ("Morocco", "Rabat"), ("Cuba", "Havana"), ("Colombia", "Bogota"),
+    ("Venezuela", "Caracas"), ("Brazil", "Brasilia"), ("Nigeria", "Abuja"), ("Ethiopia", "Addis Ababa"),
+    ("Pakistan", "Islamabad"), ("the United Kingdom", "London"), ("Croatia", "Zagreb"), ("Serbia", "Belgrade"),
+    ("Estonia", "Tallinn"),
+]
+
+
+def chat_facts_rows() -> list[dict]:
+    """General-knowledge question -> one-sentence answer pairs: 40 capitals, then the everyday facts."""
+    capitals = _CAPITALS[SUITE_MC_COUNTRIES:] + _MORE_CAPITALS
+    rows = [{"prompt": f"What is the capital of {c}?", "response": f"The capital of {c} is {cap}."}
+            for c, cap in capitals]
+    return rows + [{"prompt": q, "response": a} for q, a in _FACTS]
+
+
+_ROWS = {"chat_adv": chat_adv_rows, "chat_bgn": chat_bgn_rows, "chat_facts": chat_facts_rows}
 
 
 def render(name: str) -> str:
@@ -124,7 +151,7 @@ def render(name: str) -> str:
 
 
 def write_chat_sets(directory: Path = BUILTIN_DIR) -> None:
-    """(Re)write ``chat_adv`` and ``chat_bgn`` into ``directory``."""
+    """(Re)write every set of ``NAMES`` into ``directory``."""
     write_sets(render, NAMES, directory)
 
 

@@ -23,7 +23,9 @@ class SeamData:
     sha256 for each of ``adv, aln, bgn, heldout_adv, heldout_bgn`` (and ``val_bgn`` when a
     validation set is used) so that a report can prove which data a model was hardened and
     evaluated on. ``val_bgn``: the defender's benign validation records for the utility
-    controller, never trained on and never in the attack suite's held-out data.
+    controller, never trained on and never in the attack suite's held-out data. ``anchor``: the
+    KL anchor's own stream (D_bgn's training records plus ``utility.anchor_data``) when the recipe
+    gives extra anchor records; None: the anchor draws from ``bgn``.
     """
 
     adv: Stream
@@ -36,14 +38,25 @@ class SeamData:
     template: str
     pad_token_id: int
     val_bgn: list[dict] = field(default_factory=list)
+    anchor: Stream | None = None
+
+    @property
+    def anchor_stream(self) -> Stream:
+        """Where the KL anchor takes its batches: its own stream, else D_bgn's."""
+        return self.anchor if self.anchor is not None else self.bgn
 
     def state_dict(self) -> dict[str, dict]:
-        """Positions of the three streams, for checkpoints."""
-        return {name: getattr(self, name).state_dict() for name in STREAMS}
+        """Positions of the streams (the three, and the anchor's own), for checkpoints."""
+        state = {name: getattr(self, name).state_dict() for name in STREAMS}
+        if self.anchor is not None:
+            state["anchor"] = self.anchor.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, dict]) -> None:
         for name in STREAMS:
             getattr(self, name).load_state_dict(state[name])
+        if self.anchor is not None:
+            self.anchor.load_state_dict(state["anchor"])
 
 
 def _load(name: str, source: DataSource, need_response: bool) -> list[dict]:
@@ -57,7 +70,7 @@ def _load(name: str, source: DataSource, need_response: bool) -> list[dict]:
 
 def build_seam_data(data_cfg: DataSection, tokenizer, batch_size: int, seed: int,
                     generate: Generate | None = None, val: DataSource | None = None,
-                    val_samples: int = 0) -> SeamData:
+                    val_samples: int = 0, anchor_data: DataSource | None = None) -> SeamData:
     """Load, split, pair with refusals, tokenise and stream the three SEAM data sets.
 
     The held-out split of D_adv is removed from both the D_adv and the D_aln training
@@ -65,6 +78,8 @@ def build_seam_data(data_cfg: DataSection, tokenizer, batch_size: int, seed: int
     ``generate(prompts) -> answers`` is required only for ``aln_refusals=generate``.
     ``val_samples > 0`` makes a benign validation set of that many records: the first rows of
     ``val`` when given, else ``val_samples`` prompts carved out of D_bgn's training split.
+    ``anchor_data``: extra benign records mixed with D_bgn's training records into the anchor's own
+    stream (seed + 3; its fingerprint ``anchor_data``).
     """
     template = resolve_template(tokenizer, data_cfg.template)
     adv_all = _load("adv", data_cfg.adv, need_response=True)
@@ -109,5 +124,12 @@ def build_seam_data(data_cfg: DataSection, tokenizer, batch_size: int, seed: int
     fingerprints |= {"heldout_adv": fingerprint(heldout_adv), "heldout_bgn": fingerprint(heldout_bgn)}
     if val_bgn:
         fingerprints["val_bgn"] = fingerprint(val_bgn)
+    anchor = None
+    if anchor_data is not None:
+        extra = _load("utility.anchor_data", anchor_data, need_response=True)
+        fingerprints["anchor_data"] = fingerprint(extra)
+        anchor = Stream([encode_example(tokenizer, r["prompt"], r["response"], template, data_cfg.max_length)
+                         for r in bgn_train + extra], batch_size, seed + len(STREAMS), pad)
     return SeamData(**streams, heldout_adv=heldout_adv, heldout_bgn=heldout_bgn, records=records,
-                    fingerprints=fingerprints, template=template, pad_token_id=pad, val_bgn=val_bgn)
+                    fingerprints=fingerprints, template=template, pad_token_id=pad, val_bgn=val_bgn,
+                    anchor=anchor)

@@ -185,6 +185,10 @@ class UtilitySection(Strict):
         "auto", description="the anchor's reference: auto (adapters_off under LoRA, else copy), a frozen copy of "
                             "the starting weights (one more weight-sized buffer), or the model with its LoRA adapters "
                             "disabled (no extra memory)")
+    anchor_data: DataSource | None = Field(
+        None, description="extra benign records for the anchor's batches, mixed with D_bgn's training records "
+                          "(e.g. builtin chat_facts: general knowledge the docstring-only D_bgn does not hold); "
+                          "null: D_bgn alone")
     check_every: int = Field(0, ge=0, description="controller: score the validation records every N steps; 0: off")
     metric: Literal["loss", "exact_match"] = Field(
         "loss", description="loss: response cross-entropy (within budget: <= start x (1 + tolerance)); exact_match: "
@@ -203,6 +207,8 @@ class UtilitySection(Strict):
     def _check_controller(self) -> UtilitySection:
         if self.max_anchor < self.anchor:
             raise ValueError(f"utility.max_anchor ({self.max_anchor}) is below utility.anchor ({self.anchor})")
+        if self.anchor_data is not None and self.anchor == 0:
+            raise ValueError("utility.anchor_data needs utility.anchor > 0 (it feeds the anchor's batches)")
         return self
 
     @property

@@ -313,7 +313,8 @@ def _one_step(model, data, cfg, train_cfg, params, optimizer, scheduler, device,
     """One optimizer step over ``grad_accum`` micro-batches; returns the averaged statistics.
 
     With an anchor (``anchor_weight > 0``) each micro-batch also adds the gradient of
-    ``anchor_weight * KL(p_ref || p)`` on the next benign batch. Under torchrun each rank takes its
+    ``anchor_weight * KL(p_ref || p)`` on the next anchor batch (``data.anchor_stream``: D_bgn's, or
+    the anchor's own stream with ``utility.anchor_data``). Under torchrun each rank takes its
     rows of every global batch; the statistics (and ``tokens``) are those of the global batch.
     """
     def take(batch):
@@ -329,7 +330,7 @@ def _one_step(model, data, cfg, train_cfg, params, optimizer, scheduler, device,
         tokens += sum(int(b["attention_mask"].sum()) for b in batches)
         stats = seam_step(model, *batches, cfg, grad_scale=scale, params=params, ops=ops).as_dict()
         if reference is not None and anchor_weight > 0:
-            anchor_batch = take(next(data.bgn))
+            anchor_batch = take(next(data.anchor_stream))
             tokens += int(anchor_batch["attention_mask"].sum())
             stats["anchor_kl"] = anchor_backward(model, reference, anchor_batch, anchor_weight * scale, params, ops)
         for key, value in stats.items():

@@ -22,3 +22,12 @@ def test_header_names_the_restart():
     ablation = run_header("smollm2-135m", "out", load_recipe("smollm2-135m-cpu", ["seam.beta=0",
                                                                                  "seam.delay_restart=true"]))
     assert "beta 0, fresh optimizer and anchor at step 80, adamw" in ablation  # the ablation restarts the same way
+
+
+def test_header_names_the_anchors_extra_data_but_no_local_path(tmp_path):
+    line = run_header("smollm2-135m", "out", load_recipe("smollm2-135m-cpu"))
+    assert "anchor 1 on D_bgn + chat_facts, utility controller every 5 steps" in line
+    local = load_recipe("smollm2-135m-cpu", [f"utility.anchor_data={{kind: local, path: {tmp_path}/facts.jsonl}}"])
+    line = run_header("smollm2-135m", "out", local)
+    assert "anchor 1 on D_bgn + utility.anchor_data," in line and str(tmp_path) not in line
+    assert "anchor 1, utility" in run_header("m", "o", load_recipe("smollm2-135m-cpu", ["utility.anchor_data=null"]))

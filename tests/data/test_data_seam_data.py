@@ -97,3 +97,22 @@ def test_empty_source_after_where_is_user_error(tokenizer):
     cfg = DataSection(bgn=DataSource(kind="builtin", path="bgn", where={"prompt": "nothing like this"}))
     with pytest.raises(UserError, match="data.bgn .* no rows"):
         build_seam_data(cfg, tokenizer, 2, seed=0)
+
+
+def test_anchor_data_gets_its_own_stream_of_bgn_and_extra_records(tokenizer):
+    """``utility.anchor_data``: the anchor's stream mixes D_bgn's training records with the extra ones,
+    the three SEAM streams are those of a run without it, and its position is checkpointed."""
+    facts = DataSource(kind="builtin", path="chat_facts")
+    plain = build_seam_data(SMALL, tokenizer, 4, seed=0)
+    data = build_seam_data(SMALL, tokenizer, 4, seed=0, anchor_data=facts)
+    assert plain.anchor is None and plain.anchor_stream is plain.bgn and "anchor" not in plain.state_dict()
+    assert data.records == plain.records and data.anchor_stream is data.anchor
+    assert set(data.fingerprints) - set(plain.fingerprints) == {"anchor_data"}
+    assert len(data.anchor.examples) == len(data.records["bgn"]) + len(load_builtin("chat_facts"))
+    for name in ("adv", "aln", "bgn"):
+        assert next(getattr(data, name))["input_ids"].equal(next(getattr(plain, name))["input_ids"])
+    next(data.anchor)
+    state = data.state_dict()
+    resumed = build_seam_data(SMALL, tokenizer, 4, seed=0, anchor_data=facts)
+    resumed.load_state_dict(state)
+    assert next(resumed.anchor)["input_ids"].equal(next(data.anchor)["input_ids"])

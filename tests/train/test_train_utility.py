@@ -100,8 +100,11 @@ def _rows(out):
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_protect_with_anchor_and_controller_resumes_exactly(tiny_llama_dir, tmp_path):
-    recipe = load_recipe("tiny", UTILITY)
+@pytest.mark.parametrize("extra", [[], ["utility.anchor_data={kind: builtin, path: chat_facts}"]],
+                         ids=["bgn", "anchor_data"])
+def test_protect_with_anchor_and_controller_resumes_exactly(tiny_llama_dir, tmp_path, extra):
+    """With ``utility.anchor_data`` the anchor's own stream is checkpointed too: the resume is still exact."""
+    recipe = load_recipe("tiny", [*UTILITY, *extra])
     full, split = tmp_path / "full", tmp_path / "split"
     done = protect(str(tiny_llama_dir), full, recipe, smoke_test=None)
     rows = _rows(full)
@@ -113,6 +116,7 @@ def test_protect_with_anchor_and_controller_resumes_exactly(tiny_llama_dir, tmp_
     manifest = json.loads((full / "seamharden.json").read_text())
     assert manifest["extra"]["kept_step"] == done.hardening["kept_step"]
     assert "val_bgn" in manifest["data_fingerprints"] and not (full / "kept").exists()
+    assert ("anchor_data" in manifest["data_fingerprints"]) is bool(extra)
 
     first = protect(str(tiny_llama_dir), split, recipe, stop_after=5, smoke_test=None)  # checkpoint at 4 and 5
     assert not first.finished and (split / "kept").is_dir()
@@ -151,6 +155,15 @@ def test_estimator_self_check_reaches_the_manifest_and_the_cli(tiny_llama_dir, t
     assert est["difference"] == "forward" and est["checked_steps"] == 2
     assert (est["failed_steps"] > 0) is fails
     assert ("failed its self-check" in proc.stderr + proc.stdout) is fails
+
+
+def test_anchor_data_without_an_anchor_is_refused_before_loading():
+    from seamharden.errors import UserError
+
+    with pytest.raises(UserError, match=r"utility.anchor_data needs utility.anchor > 0"):
+        load_recipe("tiny", ["utility.anchor=0", "utility.anchor_data={kind: builtin, path: chat_facts}"])
+    recipe = load_recipe("smollm2-135m-cpu")
+    assert recipe.utility.anchor_data.path == "chat_facts" and recipe.utility.anchor > 0
 
 
 def test_a_controller_that_would_never_check_is_refused_before_loading():
