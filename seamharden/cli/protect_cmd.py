@@ -326,7 +326,8 @@ def protect_command(model, output_dir, overrides, recipe_name, dry_run, resume, 
 
 def run_header(model, out_dir, recipe, processes: str = "") -> str:
     """The run's one-line header: steps, beta (and its delay, when L_sd is on at all; the restart), optimizer,
-    estimator, utility budget (the anchor's extra data: a built-in set by name, never a local path), and ``processes`` (the sharding phrase under torchrun, else "")."""
+    estimator, utility budget (the anchor's extra data: a built-in set by name, never a local path), and
+    ``processes`` (the sharding phrase under torchrun, else "")."""
     seam, utility = recipe.seam, recipe.utility
     estimator = seam.difference if seam.difference == "hvp" else (
         f"{seam.difference} differences, {seam.step_policy} step, self-check {'on' if seam.self_check else 'off'}")
