@@ -16,8 +16,9 @@ the standard library's docstrings, which change between Python versions).
 - ``chat_facts`` (the repo's own text, Apache-2.0; facts): general-knowledge questions answered in
   one sentence, capitals of 40 countries and everyday facts, for the KL anchor's extra batches
   (``utility.anchor_data``): the anchor then also holds the model's knowledge, not only the docstring
-  skill. None of its countries is asked about by the attack suite's multiple-choice items (the first
-  16 of ``builtin/mc.jsonl``; a test checks it), so keeping them is no training on the evaluation.
+  skill. None of its questions, and none of their countries, is asked by the attack suite's
+  multiple-choice items (the first 16 of ``builtin/mc.jsonl``; a test checks it); some of its capitals
+  are wrong options there, and the anchor only holds the base model's own answers (a KL, not fine-tuning).
 """
 
 from __future__ import annotations

@@ -68,6 +68,17 @@ def _load(name: str, source: DataSource, need_response: bool) -> list[dict]:
     return records
 
 
+def _anchor_extra(extra: list[dict], train: list[dict], kept_out: list[dict]) -> list[dict]:
+    """``utility.anchor_data``'s records less any whose prompt is held out (the suite's and the controller's
+    records: never trained on, the anchor included) or already in D_bgn's training split."""
+    drop = {r["prompt"] for r in train + kept_out}
+    kept = [r for r in extra if r["prompt"] not in drop]
+    if not kept:
+        raise UserError("utility.anchor_data has no rows left after removing D_bgn's training, held-out and "
+                        "validation prompts")
+    return kept
+
+
 def build_seam_data(data_cfg: DataSection, tokenizer, batch_size: int, seed: int,
                     generate: Generate | None = None, val: DataSource | None = None,
                     val_samples: int = 0, anchor_data: DataSource | None = None) -> SeamData:
@@ -79,7 +90,8 @@ def build_seam_data(data_cfg: DataSection, tokenizer, batch_size: int, seed: int
     ``val_samples > 0`` makes a benign validation set of that many records: the first rows of
     ``val`` when given, else ``val_samples`` prompts carved out of D_bgn's training split.
     ``anchor_data``: extra benign records mixed with D_bgn's training records into the anchor's own
-    stream (seed + 3; its fingerprint ``anchor_data``).
+    stream (seed + 3; its fingerprint ``anchor_data``), less any whose prompt is held out, a validation
+    record or already in D_bgn's training split.
     """
     template = resolve_template(tokenizer, data_cfg.template)
     adv_all = _load("adv", data_cfg.adv, need_response=True)
@@ -126,7 +138,8 @@ def build_seam_data(data_cfg: DataSection, tokenizer, batch_size: int, seed: int
         fingerprints["val_bgn"] = fingerprint(val_bgn)
     anchor = None
     if anchor_data is not None:
-        extra = _load("utility.anchor_data", anchor_data, need_response=True)
+        extra = _anchor_extra(_load("utility.anchor_data", anchor_data, need_response=True),
+                              bgn_train, heldout_bgn + heldout_adv + val_bgn)
         fingerprints["anchor_data"] = fingerprint(extra)
         anchor = Stream([encode_example(tokenizer, r["prompt"], r["response"], template, data_cfg.max_length)
                          for r in bgn_train + extra], batch_size, seed + len(STREAMS), pad)

@@ -12,6 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+HARMFUL_BUILTINS = ("adv", "chat_adv")
+"""Built-in sets of harmful stand-ins (``seamharden.data.builtin_gen``, ``chat_gen``): never anchor data."""
+
 
 class Strict(BaseModel):
     """Base for every section: unknown keys are errors, assignments are validated.
@@ -453,6 +456,15 @@ class Recipe(Strict):
             raise ValueError("seam.delay_restart does not work with train.optimizer=paged_adamw8bit: bitsandbytes "
                              "never frees a paged optimizer's state, so the restart's new optimizer would hold its "
                              "memory twice; use adamw8bit")
+        return self
+
+    @model_validator(mode="after")
+    def _check_anchor_data(self) -> Recipe:
+        extra = self.utility.anchor_data
+        if extra is not None and (extra in (self.data.adv, self.data.aln)
+                                  or (extra.kind == "builtin" and extra.path in HARMFUL_BUILTINS)):
+            raise ValueError("utility.anchor_data is harmful data (data.adv / data.aln, or a built-in harmful set): "
+                             "the anchor would hold the model to its harmful answers; give benign records")
         return self
 
     @model_validator(mode="after")

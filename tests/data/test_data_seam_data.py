@@ -116,3 +116,18 @@ def test_anchor_data_gets_its_own_stream_of_bgn_and_extra_records(tokenizer):
     resumed = build_seam_data(SMALL, tokenizer, 4, seed=0, anchor_data=facts)
     resumed.load_state_dict(state)
     assert next(resumed.anchor)["input_ids"].equal(next(data.anchor)["input_ids"])
+
+
+def test_anchor_data_never_holds_held_out_validation_or_duplicate_prompts(tokenizer):
+    """``chat_facts`` repeats records of the built-in ``bgn`` set: with ``data.bgn: bgn`` those that the split
+    held out or carved for validation are dropped, and those in D_bgn's training split are not counted twice."""
+    facts = load_builtin("chat_facts")
+    data = build_seam_data(DataSection(), tokenizer, 4, seed=0, val_samples=8,
+                           anchor_data=DataSource(kind="builtin", path="chat_facts"))
+    kept_out = prompts(data.heldout_bgn) | prompts(data.val_bgn)
+    assert kept_out & prompts(facts)  # the case the filter is for
+    train = prompts(data.records["bgn"])
+    extra = [r for r in facts if r["prompt"] not in kept_out | train]
+    assert len(data.anchor.examples) == len(data.records["bgn"]) + len(extra) < len(data.records["bgn"]) + len(facts)
+    with pytest.raises(UserError, match="anchor_data has no rows left"):
+        build_seam_data(SMALL, tokenizer, 4, seed=0, anchor_data=SMALL.bgn)

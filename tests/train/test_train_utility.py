@@ -157,11 +157,14 @@ def test_estimator_self_check_reaches_the_manifest_and_the_cli(tiny_llama_dir, t
     assert ("failed its self-check" in proc.stderr + proc.stdout) is fails
 
 
-def test_anchor_data_without_an_anchor_is_refused_before_loading():
+def test_anchor_data_without_an_anchor_or_of_harmful_records_is_refused_before_loading():
     from seamharden.errors import UserError
 
     with pytest.raises(UserError, match=r"utility.anchor_data needs utility.anchor > 0"):
         load_recipe("tiny", ["utility.anchor=0", "utility.anchor_data={kind: builtin, path: chat_facts}"])
+    for harmful in ("{kind: builtin, path: chat_adv}", "{kind: builtin, path: adv, max_samples: 40}"):
+        with pytest.raises(UserError, match="anchor_data is harmful data"):
+            load_recipe("smollm2-135m-cpu", [f"utility.anchor_data={harmful}"])
     recipe = load_recipe("smollm2-135m-cpu")
     assert recipe.utility.anchor_data.path == "chat_facts" and recipe.utility.anchor > 0
 
