@@ -91,7 +91,7 @@ def test_docs_list_every_key():
 
 
 def _doc_prefix(path):
-    data_sources = ("data.adv", "data.aln", "data.bgn", "utility.val", "attack.data.attack_adv",
+    data_sources = ("data.adv", "data.aln", "data.bgn", "utility.val", "utility.anchor_data", "attack.data.attack_adv",
                     "attack.data.attack_bgn", "attack.data.eval_adv", "attack.data.eval_bgn")
     for stream in data_sources:  # every data source is documented once, as data.<stream>
         path = path.replace(stream, "data.<stream>")
