@@ -6,13 +6,16 @@ at the start and end), and at ``--at`` steps (and before the attack) it answers,
 evaluation's held-out benign prompts (the first ``--prompts``) and a few general questions that no
 data set of the repo trains on (``GENERAL``). Each answer is scored by the suite's coherence rule
 (``seamharden.attack.coherence.is_coherent``) and, where a reference answer exists, by word-overlap
-F1 with it. docs/smollm2.md, session 9.
+F1 with it. At the same points the held-out benign loss (the verdict's utility and collapse figure) is
+split by token position (``token_profile``): a mean can be carried by a few tokens. docs/smollm2.md,
+session 9.
 
     python benchmarks/attacked_answers.py --recipe smollm2-135m-cpu BASE_DIR HARDENED_DIR --at 5 20 \\
         --out answers.jsonl
 
 Rows (JSON lines): model, attack label, step, stream (``bgn`` or ``general``), coherent share,
-mean F1 (``bgn`` only), and the answers themselves; ``--out``'s ``.md`` sibling holds the table.
+mean F1 (``bgn`` only), the answers themselves, and (on the ``general`` row) the benign loss profile;
+``--out``'s ``.md`` sibling holds the table.
 """
 
 from __future__ import annotations
@@ -42,6 +45,30 @@ def word_f1(answer: str, reference: str) -> float:
         return 0.0
     precision, recall = common / len(a), common / len(r)
     return 2 * precision * recall / (precision + recall)
+
+
+def token_profile(model, examples: list[dict]) -> dict:
+    """Where the benign loss sits: the response-token NLL of ``examples`` (encoded records), as its token mean
+    (the suite's benign loss, ``response_ce``), median, and mean over each response's first token, its last
+    (the end-of-turn token) and the tokens between."""
+    import torch
+    import torch.nn.functional as F
+
+    from seamharden.data import IGNORE_INDEX
+
+    per_example = []
+    with torch.no_grad():
+        for ex in examples:
+            ids, labels = torch.tensor([ex["input_ids"]]), torch.tensor(ex["labels"][1:])
+            nll = F.cross_entropy(model(input_ids=ids, use_cache=False).logits[0, :-1].float(), labels,
+                                  ignore_index=IGNORE_INDEX, reduction="none")
+            per_example.append(nll[labels != IGNORE_INDEX])
+    every = torch.cat(per_example)
+    inner = torch.cat([v[1:-1] for v in per_example])
+    return {"mean": every.mean().item(), "median": every.median().item(),
+            "first": torch.stack([v[0] for v in per_example]).mean().item(),
+            "last": torch.stack([v[-1] for v in per_example]).mean().item(),
+            "inner": inner.mean().item() if inner.numel() else float("nan")}
 
 
 def _score(stream: str, answers: list[str], references: list[str | None]) -> dict:
@@ -100,6 +127,7 @@ def _one_model(model_dir: str, recipe, data, settings, at: list[int], prompts: i
         for stream, (ids, references) in streams.items():
             texts = generate_answers(target.model, target.tokenizer, ids, target.pad, max_new_tokens)
             rows.append({"model": name, "attack": label, "step": step, **_score(stream, texts, references)})
+        rows[-1]["benign_loss"] = token_profile(target.model, target.evalset.bgn)
         target.model.train(was_training)
 
     answer("none", 0)
@@ -117,15 +145,17 @@ def _one_model(model_dir: str, recipe, data, settings, at: list[int], prompts: i
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | attack | step | docstring answers: coherent, word F1 | general: coherent, right |",
-             "|---|---|---|---|---|"]
+    lines = ["| model | attack | step | docstring answers: coherent, word F1 | general: coherent, right "
+             "| held-out benign loss: mean (median) = first / inner / last token |", "|---|---|---|---|---|---|"]
     keyed = {(r["model"], r["attack"], r["step"], r["stream"]): r for r in rows}
     for (model, attack, step, stream), r in keyed.items():
         if stream != "bgn":
             continue
         g = keyed[(model, attack, step, "general")]
+        b = g["benign_loss"]
         lines.append(f"| {model} | {attack} | {step} | {r['coherent']:.2f}, {r['f1']:.3f} "
-                     f"| {g['coherent']:.2f}, {g['right']:.2f} |")
+                     f"| {g['coherent']:.2f}, {g['right']:.2f} | {b['mean']:.2f} ({b['median']:.2f}) = "
+                     f"{b['first']:.1f} / {b['inner']:.2f} / {b['last']:.1f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -43,3 +43,26 @@ def test_answers_before_and_during_the_attack_read_back(tiny_llama_dir, tmp_path
         assert 0.0 <= r["f1" if r["stream"] == "bgn" else "right"] <= 1.0
     assert rows[2]["answers"] != rows[4]["answers"] or rows[0]["answers"] != rows[4]["answers"]  # weights moved
     assert out.with_suffix(".md").read_text().count("\n") == 2 + 3
+    for r in rows[1::2]:  # the general rows carry the benign loss profile
+        b = r["benign_loss"]
+        assert b["median"] <= max(b["first"], b["inner"], b["last"]) and b["mean"] > 0
+
+
+def test_token_profile_mean_is_the_suites_benign_loss(tiny_llama_dir):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from seamharden.attack.scorers import response_ce
+    from seamharden.data import encode_example, pad_id
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32).eval()
+    records = [("What is two plus two?", "Four, the sum of two and two."), ("Name a colour.", "Blue is one.")]
+    examples = [encode_example(tokenizer, p, r, "plain", 64) for p, r in records]
+    profile = _module().token_profile(model, examples)
+    with torch.no_grad():
+        suite = response_ce(model, examples, pad_id(tokenizer))
+    assert profile["mean"] == pytest.approx(suite, rel=1e-5)
+    counts = [sum(label != -100 for label in ex["labels"][1:]) for ex in examples]
+    weighted = (profile["first"] * 2 + profile["last"] * 2 + profile["inner"] * (sum(counts) - 4)) / sum(counts)
+    assert profile["mean"] == pytest.approx(weighted, rel=1e-5)
