@@ -14,7 +14,7 @@ session 9.
         --out answers.jsonl
 
 Rows (JSON lines): model, attack label, step, stream (``bgn`` or ``general``), coherent share,
-mean F1 (``bgn`` only), the answers themselves, and (on the ``general`` row) the benign loss profile;
+mean F1 (``bgn`` only), the answers themselves, and (on the ``bgn`` row) the benign loss profile;
 ``--out``'s ``.md`` sibling holds the table.
 """
 
@@ -127,7 +127,8 @@ def _one_model(model_dir: str, recipe, data, settings, at: list[int], prompts: i
         for stream, (ids, references) in streams.items():
             texts = generate_answers(target.model, target.tokenizer, ids, target.pad, max_new_tokens)
             rows.append({"model": name, "attack": label, "step": step, **_score(stream, texts, references)})
-        rows[-1]["benign_loss"] = token_profile(target.model, target.evalset.bgn)
+            if stream == "bgn":
+                rows[-1]["benign_loss"] = token_profile(target.model, target.evalset.bgn)
         target.model.train(was_training)
 
     answer("none", 0)
@@ -135,6 +136,8 @@ def _one_model(model_dir: str, recipe, data, settings, at: list[int], prompts: i
         label, total = attack_label(config), attack_steps(config)
 
         def progress(description: str, done: int, units: int, label: str = label) -> None:
+            # AttackTarget.run reports "... step N/M ..." after each optimizer step, then once more without a
+            # step after the pristine weights are back: only the former are attacked weights.
             step = int(m.group(1)) if (m := re.search(r"step (\d+)/", description)) else -1
             if step in at:
                 answer(label, step)
@@ -152,7 +155,7 @@ def table(rows: list[dict]) -> str:
         if stream != "bgn":
             continue
         g = keyed[(model, attack, step, "general")]
-        b = g["benign_loss"]
+        b = r["benign_loss"]
         lines.append(f"| {model} | {attack} | {step} | {r['coherent']:.2f}, {r['f1']:.3f} "
                      f"| {g['coherent']:.2f}, {g['right']:.2f} | {b['mean']:.2f} ({b['median']:.2f}) = "
                      f"{b['first']:.1f} / {b['inner']:.2f} / {b['last']:.1f} |")

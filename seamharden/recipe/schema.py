@@ -461,7 +461,8 @@ class Recipe(Strict):
     @model_validator(mode="after")
     def _check_anchor_data(self) -> Recipe:
         extra = self.utility.anchor_data
-        if extra is not None and (extra in (self.data.adv, self.data.aln)
+        harmful = {(s.kind, s.path) for s in (self.data.adv, self.data.aln)}  # any slice of them (max_samples, ...)
+        if extra is not None and ((extra.kind, extra.path) in harmful
                                   or (extra.kind == "builtin" and extra.path in HARMFUL_BUILTINS)):
             raise ValueError("utility.anchor_data is harmful data (data.adv / data.aln, or a built-in harmful set): "
                              "the anchor would hold the model to its harmful answers; give benign records")

@@ -43,7 +43,7 @@ def test_answers_before_and_during_the_attack_read_back(tiny_llama_dir, tmp_path
         assert 0.0 <= r["f1" if r["stream"] == "bgn" else "right"] <= 1.0
     assert rows[2]["answers"] != rows[4]["answers"] or rows[0]["answers"] != rows[4]["answers"]  # weights moved
     assert out.with_suffix(".md").read_text().count("\n") == 2 + 3
-    for r in rows[1::2]:  # the general rows carry the benign loss profile
+    for r in rows[0::2]:  # the bgn rows carry the benign loss profile
         b = r["benign_loss"]
         assert b["median"] <= max(b["first"], b["inner"], b["last"]) and b["mean"] > 0
 

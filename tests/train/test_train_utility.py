@@ -165,6 +165,9 @@ def test_anchor_data_without_an_anchor_or_of_harmful_records_is_refused_before_l
     for harmful in ("{kind: builtin, path: chat_adv}", "{kind: builtin, path: adv, max_samples: 40}"):
         with pytest.raises(UserError, match="anchor_data is harmful data"):
             load_recipe("smollm2-135m-cpu", [f"utility.anchor_data={harmful}"])
+    with pytest.raises(UserError, match="anchor_data is harmful data"):  # a slice of a local D_adv file too
+        load_recipe("smollm2-135m-cpu", ["data.adv={kind: local, path: harm.jsonl}",
+                                         "utility.anchor_data={kind: local, path: harm.jsonl, max_samples: 5}"])
     recipe = load_recipe("smollm2-135m-cpu")
     assert recipe.utility.anchor_data.path == "chat_facts" and recipe.utility.anchor > 0
 
