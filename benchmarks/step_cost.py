@@ -6,6 +6,9 @@ the estimator's perturbed passes run) + optimizer step. Batches are random token
 all labelled. Prints the time ratio, tokens/s (batch x seq tokens of one stream per
 step, divided by the step time) and the peak memory of each phase.
 
+On a CPU the process keeps its freed memory mapped, as ``protect`` does (seamharden.cpu_memory;
+``--default-allocator`` leaves glibc's malloc alone, for comparison).
+
 Peak memory: CUDA -> torch.cuda.max_memory_allocated, reset before each phase. CPU ->
 the process's resident set size, sampled every 2 ms by a thread with psutil when it
 is installed (per phase), else resource.ru_maxrss (lifetime peak: the SEAM phase
@@ -40,6 +43,7 @@ from seamharden.core import losses
 from seamharden.core.estimator import DEFAULT_DIFFERENCE, DEFAULT_HVP_GRAPH
 from seamharden.core.losses import lm_loss
 from seamharden.core.step import SeamConfig, seam_step
+from seamharden.cpu_memory import keep_freed_memory
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 SHAPES = {
@@ -177,6 +181,8 @@ def setup(args, checkpointing: bool = False):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cpu" and not args.default_allocator:
+        keep_freed_memory()  # as protect and the attack suite do on a CPU
     dtype = DTYPES[args.dtype or ("bf16" if device.type == "cuda" else "fp32")]
     model = build_model(args.model, dtype, device)
     if checkpointing and args.gradient_checkpointing:
@@ -325,6 +331,7 @@ def run(args) -> dict:
         "lens": args.lens, "prompt_fraction": args.prompt_fraction, "self_check": cfg.self_check,
         "lens_stride": cfg.lens_stride, "hvp_graph": cfg.hvp_graph if cfg.difference == "hvp" else None,
         "steps": args.steps, "warmup": args.warmup, "memory_method": memory.method,
+        "cpu_allocator": None if device.type != "cpu" else "default" if args.default_allocator else "freed memory kept",
     }
 
     def sft():
@@ -376,6 +383,8 @@ def parse_args(argv=None):
     parser.add_argument("--breakdown", action="store_true",
                         help="median CPU s of a step's pieces (forward, backward, graph-building backward, double "
                         "backward, lens)")
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="CPU: leave glibc's malloc as it is (protect keeps freed memory, seamharden.cpu_memory)")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from seamharden.cpu_memory import keep_freed_memory
 from seamharden.data.formatting import encode_prompt
 from seamharden.data.seam_data import build_seam_data
 from seamharden.distributed.runtime import barrier, current_world
@@ -461,6 +462,8 @@ def protect(
     rhash, rest_hash = recipe_hash(recipe), resumable_hash(recipe)
     check_recipe_for_protect(recipe, smoke_test is not None)
     check_device_dtype(recipe, device or default_device())
+    if not world.distributed and (device or default_device()).type == "cpu":
+        keep_freed_memory()  # every step's large temporaries stay mapped (seamharden.cpu_memory)
     state = prepare_output_dir(out_dir, model_ref, rhash, resume, rest_hash, recipe)
     check_data_sizes(recipe, smoke_test is not None)
     lr_changes = _lr_changes(state, recipe, out_dir)

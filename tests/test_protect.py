@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from seamharden.manifest import read_manifest, verify_files
@@ -229,11 +230,16 @@ def test_interrupted_smoke_test_resumes_without_retraining(tiny_llama_dir, tmp_p
     assert read_manifest(out)["smoke_test"]["verdict"] == "pass"
 
 
-def test_no_smoke_test_writes_a_card_without_claims(tiny_llama_dir, tmp_path):
+def test_no_smoke_test_writes_a_card_without_claims(tiny_llama_dir, tmp_path, monkeypatch):
     from huggingface_hub import ModelCard
 
+    import seamharden.protect
+
+    kept = []  # and, on a CPU, the run keeps its freed memory mapped (seamharden.cpu_memory)
+    monkeypatch.setattr(seamharden.protect, "keep_freed_memory", lambda: kept.append(True) or True)
     out = tmp_path / "nocard"
     protect(str(tiny_llama_dir), out, load_recipe("tiny", [*FAST, "train.steps=1"]), smoke_test=None)
+    assert kept == ([] if torch.cuda.is_available() else [True])
     card = ModelCard.load(out / "README.md")
     assert card.data.base_model == str(tiny_llama_dir) and "seamharden" in card.data.tags
     assert "No attack smoke test was run" in card.text

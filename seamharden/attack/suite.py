@@ -36,6 +36,7 @@ from seamharden.attack.scorers import load_judge
 from seamharden.attack.sweep import sweep_models
 from seamharden.attack.target import GRADIENT_BATCHES, GRADIENT_DIMS, AttackTarget, Ticker
 from seamharden.attack.verdict import Verdict, verdict
+from seamharden.cpu_memory import keep_freed_memory
 from seamharden.data import fingerprint, load_records, split_heldout
 from seamharden.errors import UserError
 from seamharden.modeling import default_device
@@ -128,6 +129,15 @@ def _judge(settings: EvalSettings, device: torch.device) -> Judge | None:
     return load_judge(settings.judge_model, device) if settings.judge_model else None
 
 
+def _device(device: torch.device | None) -> torch.device:
+    """The device the attacks run on (default: ``default_device``); on a CPU the process keeps its
+    freed memory mapped from here on (``seamharden.cpu_memory``: fine-tuning steps without page faults)."""
+    device = device or default_device()
+    if device.type == "cpu":
+        keep_freed_memory()
+    return device
+
+
 def run_attacks(model_ref: str, recipe: Recipe, *, kind: ModelKind = "base", device: torch.device | None = None,
                 progress: Progress | None = None, eval_settings: EvalSettings | None = None,
                 gradients: bool = True, data: SuiteData | None = None) -> SuiteResult:
@@ -136,7 +146,7 @@ def run_attacks(model_ref: str, recipe: Recipe, *, kind: ModelKind = "base", dev
     ``base_model`` and ``hardened_model`` of the result are both ``model_ref``; ``data`` as in ``run_suite``.
     Under ``budget: sweep`` the model's own step 0 is the yardstick of its trials.
     """
-    device = device or default_device()
+    device = _device(device)
     settings = _settings(recipe, eval_settings)
     data = data if data is not None else suite_data(recipe)
     judge = _judge(settings, device)
@@ -171,7 +181,7 @@ def run_benign_control(model_ref: str, recipe: Recipe, *, kind: ModelKind = "bas
         raise UserError("the benign control alone needs a fixed attack grid (attack.budget smoke, paper or custom)")
     recipe = recipe.model_copy(deep=True)
     recipe.attack.benign_control.enabled = True
-    device = device or default_device()
+    device = _device(device)
     settings = _settings(recipe, eval_settings)
     data = data if data is not None else suite_data(recipe)
     control = suite_controls(recipe, attack_grid(recipe.attack), data)
@@ -194,7 +204,7 @@ def run_suite(base: str, hardened: str, recipe: Recipe, *, device: torch.device 
     the runs would come out the same): they are taken instead of attacking the base again.
     Returns the results (``SuiteResult``) and ``verdict(result, recipe.attack.criteria)``.
     """
-    device = device or default_device()
+    device = _device(device)
     settings = _settings(recipe, eval_settings)
     data = data if data is not None else suite_data(recipe)
     models = [("base", base), ("hardened", hardened)]
