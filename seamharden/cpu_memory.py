@@ -5,8 +5,9 @@ its mmap threshold (128 KiB, rising to at most 32 MiB) with a fresh ``mmap`` tha
 unmaps. A training step allocates and frees the same large tensors over and over (activations,
 gradients, the [positions, 49k] logits, a [49152, 576] embedding gradient per backward), so each
 one is page-faulted in, zero-filled by the kernel, afresh. Serving all of them from the heap and
-never trimming it makes those pages stay mapped and reused: from a training step's third
-repetition on, a SmolLM2-shaped SEAM step took 4 minor page faults instead of 365k-810k. Measured
+never trimming it makes those pages stay mapped and reused: after two warm-up steps a
+SmolLM2-shaped SEAM step took 21k minor page faults instead of 490k, an SFT step 1.3k instead of
+283k (``benchmarks/step_cost.py``, ``minor_faults_per_step``). Measured
 on the 2-core dev box (docs/benchmarks.md): that step (``forward``, 2 threads) 13.0 s -> 11.4 s,
 the default ``hvp`` step 19.6 s -> 17.1 s, an SFT step 2.25 s -> 2.1 s; the packaged SmolLM2 recipe's
 protect 43 min -> 38 min with a byte-identical model (the arithmetic is unchanged), at a peak RSS

@@ -258,7 +258,8 @@ def _perturb(params, direction, h: float) -> float:
     scratch = _Scratch(3, gradvec.local(params[0]))
     for p, u in _slices(params, direction):
         u32, p32 = _as_fp32(u, scratch, 0), _as_fp32(p, scratch, 2)
-        moved = torch.add(p32, torch.mul(u32, h, out=scratch.take(1, p)), out=scratch.take(1, p))
+        moved = scratch.take(1, p)
+        moved = torch.add(p32, torch.mul(u32, h, out=moved), out=moved)  # p.float() + h * u32
         applied = moved.to(p.dtype)  # moved itself for fp32: the weights' rounding of theta + h u
         delta = torch.sub(applied, p32, out=scratch.take(2, p))  # in fp32
         sums[0] += torch.dot(delta.reshape(-1), u32.reshape(-1))

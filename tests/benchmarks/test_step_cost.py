@@ -36,8 +36,9 @@ def test_tiny_cpu_json(step_cost, capsys, extra):
     assert code == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("model", "parameters", "dtype", "device", "batch", "seq", "optimizer", "difference",
-                "gradient_checkpointing", "memory_method", "time_ratio"):
+                "gradient_checkpointing", "memory_method", "time_ratio", "cpu_allocator"):
         assert key in result
+    assert result["cpu_allocator"] == "freed memory kept" and result["seam"]["minor_faults_per_step"] >= 0
     assert result["dtype"] == "float32" and result["device"].startswith("cpu")
     assert result["gradient_checkpointing"] == ("--gradient-checkpointing" in extra)
     assert result["difference"] == ("central" if extra else "hvp")
