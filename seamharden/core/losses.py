@@ -8,7 +8,8 @@ softmax so that bf16 models do not lose the loss in rounding.
 
 from __future__ import annotations
 
-from typing import Literal
+import weakref
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -44,8 +45,13 @@ def kl_to_reference(logits: torch.Tensor, ref_logits: torch.Tensor, labels: torc
     had them (plain SFT would also sharpen them).
     """
     keep = labels[:, 1:] != IGNORE_INDEX
-    logp = F.log_softmax(logits[:, :-1][keep].float(), dim=-1)
-    ref_logp = F.log_softmax(ref_logits[:, :-1][keep].float(), dim=-1)
+    return kl_rows(logits[:, :-1][keep], ref_logits[:, :-1][keep])
+
+
+def kl_rows(logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of KL(p_ref || p), in fp32; logits, ref_logits: [N, V] (the scored rows)."""
+    logp = F.log_softmax(logits.float(), dim=-1)
+    ref_logp = F.log_softmax(ref_logits.float(), dim=-1)
     return (ref_logp.exp() * (ref_logp - logp)).sum(-1).mean()
 
 
@@ -59,9 +65,98 @@ def forward(model: nn.Module, batch: dict[str, torch.Tensor], hidden_states: boo
     )
 
 
+class Scored(NamedTuple):
+    """One forward pass with logits only where a loss reads them (:func:`scored_forward`).
+
+    outputs: the model's output (``hidden_states`` if asked; ``logits`` only at the last position
+    when the head was split off); logits: [N, V] in the model's dtype at the N positions whose
+    next token is a label, rows in (batch, position) order; targets: [N] long, those labels.
+    """
+
+    outputs: object
+    logits: torch.Tensor
+    targets: torch.Tensor
+
+
+_HEAD_IS_LAST: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
+"""Per model: does its forward end in ``get_output_embeddings()(final hidden states)``, nothing after?"""
+
+
+def _run_with_split_head(model: nn.Module, head: nn.Module, batch: dict[str, torch.Tensor],
+                         hidden_states: bool):
+    """Forward with the head fed only the last position; returns (outputs, final hidden [B, T, H])."""
+    captured: list[torch.Tensor] = []
+
+    def last_position_only(module, args):
+        captured.append(args[0])
+        return (args[0][:, -1:], *args[1:])
+
+    handle = head.register_forward_pre_hook(last_position_only)
+    try:
+        outputs = forward(model, batch, hidden_states)
+    finally:
+        handle.remove()
+    if len(captured) != 1 or captured[0].dim() != 3 or captured[0].shape[:2] != batch["input_ids"].shape:
+        raise RuntimeError(f"the output head of {type(model).__name__} ran {len(captured)} times, not once "
+                           "on the final hidden states")
+    return outputs, captured[0]
+
+
+def _head_is_last(model: nn.Module, batch: dict[str, torch.Tensor]) -> bool:
+    """Probe once per model (eval mode, no grad, one short row): the head split off gives the model's
+    own logits bit for bit. False for models that soft-cap or scale logits after the head, or whose
+    head is not called once on [B, T, H]; those keep the full-logit path."""
+    known = _HEAD_IS_LAST.get(model)
+    if known is not None:
+        return known
+    head = model.get_output_embeddings()
+    ok = False
+    if head is not None:
+        probe = {k: batch[k][:1, :2] for k in ("input_ids", "attention_mask")}
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                outputs, hidden = _run_with_split_head(model, head, probe, False)
+                ok = outputs.logits.shape[1] == 1 and torch.equal(head(hidden[:, -1:]), outputs.logits)
+        except (RuntimeError, TypeError, IndexError, AttributeError):
+            ok = False
+        finally:
+            model.train(was_training)
+    _HEAD_IS_LAST[model] = ok
+    return ok
+
+
+def scored_forward(model: nn.Module, batch: dict[str, torch.Tensor], hidden_states: bool = False) -> Scored:
+    """One forward pass whose output head runs only at the positions a loss scores.
+
+    A causal LM's head is a large share of its compute at a large vocabulary (SmolLM2: 49k
+    words, about a fifth of the forward at 4 x 64 tokens), and the prompt and padding positions
+    of a chat batch are never scored. A forward pre-hook on ``get_output_embeddings()`` takes the
+    final hidden states [B, T, H] and passes the head only the last position; the head is then
+    applied to the N scored rows. Rounding can differ from slicing full [B, T, V] logits (the head's
+    weight gradient sums over N rows, not B x T). Models that change logits after the head keep
+    the full path (``_head_is_last``, probed once per model).
+    """
+    labels = batch["labels"]
+    keep = labels[:, 1:] != IGNORE_INDEX
+    targets = labels[:, 1:][keep]
+    if not _head_is_last(model, batch):
+        outputs = forward(model, batch, hidden_states)
+        return Scored(outputs, outputs.logits[:, :-1][keep], targets)
+    head = model.get_output_embeddings()
+    outputs, hidden = _run_with_split_head(model, head, batch, hidden_states)
+    return Scored(outputs, head(hidden[:, :-1][keep]), targets)
+
+
+def scored_loss(scored: Scored) -> torch.Tensor:
+    """Mean cross-entropy over the scored rows, fp32 (the value of :func:`response_loss`)."""
+    return F.cross_entropy(scored.logits.float(), scored.targets, reduction="mean")
+
+
 def lm_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Causal-LM loss on the response tokens of ``batch`` (the SFT loss)."""
-    return response_loss(forward(model, batch).logits, batch["labels"])
+    """Causal-LM loss on the response tokens of ``batch`` (the SFT loss), logits formed only there."""
+    return scored_loss(scored_forward(model, batch))
 
 
 def lens_modules(model: nn.Module) -> tuple[nn.Module, nn.Module]:
@@ -147,11 +242,14 @@ def lens_layers(n_layers: int, stride: int = 1) -> list[int]:
 
 
 def bounded_lens_loss(model: nn.Module, outputs, labels: torch.Tensor,
-                      chunk_rows: int = LENS_CHUNK_ROWS, stride: int = 1) -> torch.Tensor:
+                      chunk_rows: int = LENS_CHUNK_ROWS, stride: int = 1,
+                      last: torch.Tensor | None = None) -> torch.Tensor:
     """-log(1 + mean over layers l of CE(lm_head(norm(h_l)), labels)).
 
     ``outputs`` must carry ``hidden_states`` (embeddings, then one entry per layer; the
     last entry is already normalised by the model, so its logits are ``outputs.logits``).
+    ``last``: the last layer's cross-entropy if already computed (``adversarial_losses`` passes
+    its SFT loss from :func:`scored_forward`); else from ``outputs.logits`` [B, T, V].
     ``stride`` k > 1 reads only every k-th layer and the last (``lens_layers``): the lens
     costs about (layers / k) x 2 x [labelled tokens x hidden x vocab] multiply-adds, which at
     a 49k vocabulary and 30 layers is several times the model's own forward.
@@ -164,7 +262,8 @@ def bounded_lens_loss(model: nn.Module, outputs, labels: torch.Tensor,
     final_norm, head = lens_modules(model)
     n_layers = len(outputs.hidden_states) - 1
     inner = [outputs.hidden_states[i] for i in lens_layers(n_layers, stride)[:-1]]
-    last = response_loss(outputs.logits, labels)
+    if last is None:
+        last = response_loss(outputs.logits, labels)
     if not inner:
         return -torch.log1p(last)
     if type(head) is nn.Linear:
@@ -202,10 +301,10 @@ def adversarial_losses(
     ``ascent``: L_ul = -SFT loss. ``bounded_lens``: the multi-layer logit-lens loss over
     every ``lens_stride``-th layer and the last.
     """
-    outputs = forward(model, batch, hidden_states=variant == "bounded_lens")
-    sft = response_loss(outputs.logits, batch["labels"])
+    scored = scored_forward(model, batch, hidden_states=variant == "bounded_lens")
+    sft = scored_loss(scored)
     if variant == "ascent":
         return sft, -sft
     if variant == "bounded_lens":
-        return sft, bounded_lens_loss(model, outputs, batch["labels"], stride=lens_stride)
+        return sft, bounded_lens_loss(model, scored.outputs, batch["labels"], stride=lens_stride, last=sft)
     raise ValueError(f"unknown unlearning variant {variant!r}")

@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from seamharden.core.budget import next_anchor_weight, within_budget
 from seamharden.core.estimator import LOCAL, Autograd
-from seamharden.core.losses import forward, kl_to_reference
+from seamharden.core.losses import kl_rows, scored_forward
 from seamharden.distributed.runtime import World, barrier, from_main
 from seamharden.recipe.schema import UtilitySection
 
@@ -51,7 +51,8 @@ def reference_mode(section: UtilitySection, lora: bool) -> str:
 
 
 class AnchorReference:
-    """Reference logits ``[B, T, V]`` for the anchor, without gradients, in eval mode (no dropout)."""
+    """Reference logits ``[N, V]`` at a batch's N scored positions for the anchor (``scored_forward``),
+    without gradients, in eval mode (no dropout)."""
 
     def __init__(self, model: torch.nn.Module, mode: str):
         self.model, self.mode = model, mode
@@ -60,12 +61,12 @@ class AnchorReference:
     @torch.no_grad()
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.frozen is not None:
-            return forward(self.frozen, batch).logits
+            return scored_forward(self.frozen, batch).logits
         was_training = self.model.training
         self.model.eval()
         try:
             with self.model.disable_adapter():
-                return forward(self.model, batch).logits
+                return scored_forward(self.model, batch).logits
         finally:
             self.model.train(was_training)
 
@@ -78,7 +79,7 @@ def anchor_backward(model: torch.nn.Module, reference: AnchorReference, batch: d
     mean over the global batch's labelled tokens and the reference is a sharded frozen copy.
     """
     ref_logits = reference.logits(batch)
-    kl = ops.mean(kl_to_reference(forward(model, batch).logits, ref_logits, batch["labels"]), batch)
+    kl = ops.mean(kl_rows(scored_forward(model, batch).logits, ref_logits), batch)
     ops.backward(kl * weight, params)
     return kl.item()
 
