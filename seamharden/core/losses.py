@@ -278,9 +278,11 @@ def bounded_lens_loss(model: nn.Module, outputs, labels: torch.Tensor,
     return -torch.log1p((lens_sum + last) / (len(inner) + 1))
 
 
-def bounded_lens_loss_full(model: nn.Module, outputs, labels: torch.Tensor, stride: int = 1) -> torch.Tensor:
+def bounded_lens_loss_full(model: nn.Module, outputs, labels: torch.Tensor, stride: int = 1,
+                           last: torch.Tensor | None = None) -> torch.Tensor:
     """The lens at every position, one checkpointed [B, T, V] logits per layer (the pre-chunking
-    implementation, kept as the reference the tests and benchmarks compare against)."""
+    implementation, kept as the reference the tests and benchmarks compare against). ``last`` as in
+    :func:`bounded_lens_loss`."""
     final_norm, head = lens_modules(model)
 
     def lens_ce(hidden: torch.Tensor) -> torch.Tensor:
@@ -289,7 +291,7 @@ def bounded_lens_loss_full(model: nn.Module, outputs, labels: torch.Tensor, stri
     n_layers = len(outputs.hidden_states) - 1
     per_layer = [checkpoint(lens_ce, outputs.hidden_states[i], use_reentrant=False)
                  for i in lens_layers(n_layers, stride)[:-1]]
-    per_layer.append(response_loss(outputs.logits, labels))
+    per_layer.append(response_loss(outputs.logits, labels) if last is None else last)
     return -torch.log1p(torch.stack(per_layer).mean())
 
 

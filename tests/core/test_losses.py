@@ -153,3 +153,64 @@ def test_strided_lens_value_and_gradient_equal_autograd_over_the_chosen_layers(f
     # and the stride really drops layers (the full lens differs on a model with >2 layers)
     if n_layers > 2:
         assert bounded_lens_loss(model, out, batch["labels"]).item() != pytest.approx(got.item(), rel=1e-9)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "qwen2", "gpt_neox"])
+def test_scored_forward_equals_the_full_logits_loss_value_and_gradient(family):
+    """The head split off (``scored_forward``) gives the loss and gradient of slicing full [B, T, V] logits."""
+    from seamharden.core.losses import _HEAD_IS_LAST
+
+    model = tiny(family, eval_mode=False).double()
+    params = [p for p in model.parameters() if p.requires_grad]
+    batch = make_batch(ADV_TEXTS)
+    torch.manual_seed(1)  # train mode: the same dropout masks in both passes (the probe draws none)
+    new = lm_loss(model, batch)
+    assert _HEAD_IS_LAST[model] is True and model.training  # the probe ran, and restored train mode
+    g_new = torch.autograd.grad(new, params)
+    torch.manual_seed(1)
+    old = response_loss(forward(model, batch).logits, batch["labels"])
+    g_old = torch.autograd.grad(old, params)
+    # both losses take fp64 logits through fp32 (``.float()``) and sum different row sets: fp32 tolerance
+    assert new.item() == pytest.approx(old.item(), rel=1e-6)
+    for a, b in zip(g_new, g_old, strict=True):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-7 * b.abs().max().item())
+
+
+def test_the_head_runs_on_the_last_position_and_the_scored_rows_only():
+    from seamharden.core.losses import scored_forward
+
+    model = tiny("llama")
+    batch = make_batch(ADV_TEXTS)
+    scored_forward(model, batch)  # the one-time probe runs outside what is counted
+    rows = []
+    handle = model.get_output_embeddings().register_forward_hook(lambda m, a, out: rows.append(out.shape[:-1]))
+    scored = scored_forward(model, batch)
+    handle.remove()
+    n = int((batch["labels"][:, 1:] != -100).sum())
+    assert rows == [torch.Size([2, 1]), torch.Size([n])]  # the model's own call, then ours
+    assert scored.logits.shape == (n, model.config.vocab_size) and scored.outputs.logits.shape[1] == 1
+    assert torch.equal(scored.targets, batch["labels"][:, 1:][batch["labels"][:, 1:] != -100])
+    full = forward(model, batch).logits[:, :-1][batch["labels"][:, 1:] != -100]
+    assert torch.allclose(scored.logits, full, atol=1e-6)
+
+
+@pytest.mark.parametrize("softcap", [None, 5.0])
+def test_a_model_that_changes_logits_after_the_head_keeps_the_full_path(softcap):
+    """Gemma-2 soft-caps its logits after the head: the probe sees it and the loss stays the model's own."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    from seamharden.core.losses import _HEAD_IS_LAST
+    from tests.core.helpers import TOKENIZER
+
+    torch.manual_seed(0)
+    config = Gemma2Config(vocab_size=len(TOKENIZER), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=2, head_dim=8, final_logit_softcapping=softcap,
+                          attn_implementation="eager", pad_token_id=TOKENIZER.pad_token_id)
+    model = Gemma2ForCausalLM(config).eval()
+    with torch.no_grad():  # large logits, so that the cap bites
+        model.get_output_embeddings().weight.mul_(50)
+    batch = make_batch(ADV_TEXTS)
+    got = lm_loss(model, batch)
+    assert _HEAD_IS_LAST[model] is (softcap is None)
+    want = response_loss(forward(model, batch).logits, batch["labels"])
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
