@@ -31,6 +31,7 @@ import argparse
 import json
 import platform
 import resource
+import statistics
 import sys
 import threading
 import time
@@ -153,9 +154,10 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_phase(step, optimizer, device: torch.device, steps: int, warmup: int) -> tuple[float, float, float]:
+def time_phase(step, optimizer, device: torch.device, steps: int,
+               warmup: int) -> tuple[float, float, float, list[float]]:
     """Mean (wall, process CPU) seconds and minor page faults of ``step(); optimizer.step(); zero_grad``
-    over ``steps`` after ``warmup``.
+    over ``steps`` after ``warmup``, and each step's wall seconds (a median resists a noisy box).
 
     On a shared box the CPU time of a 1-thread run depends far less on the other load than the wall time.
     The page faults show what seamharden.cpu_memory saves on a CPU (each is a fresh page the kernel zero-fills).
@@ -165,7 +167,8 @@ def time_phase(step, optimizer, device: torch.device, steps: int, warmup: int) -
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     times = [timed_step(step, optimizer, device) for _ in range(steps)]
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
-    return sum(t[0] for t in times) / steps, sum(t[1] for t in times) / steps, faults / steps
+    return (sum(t[0] for t in times) / steps, sum(t[1] for t in times) / steps, faults / steps,
+            [t[0] for t in times])
 
 
 def timed_step(step, optimizer, device: torch.device) -> tuple[float, float]:
@@ -205,7 +208,7 @@ def lens_only(args) -> dict:
 
     Alternating the two (``--steps`` rounds) keeps a shared box's load from favouring either.
     """
-    import statistics
+
 
     from seamharden.core.losses import adversarial_losses
 
@@ -240,7 +243,7 @@ def compare_hvp_graph(args) -> dict:
     the three steps spreads the load over all of them, and the process CPU time (1 thread) is
     nearly independent of it.
     """
-    import statistics
+
 
     device, dtype, model, params = setup(args, checkpointing=True)
     adv, aln, bgn = three_batches(args, model.config.vocab_size, device)
@@ -273,7 +276,7 @@ def breakdown(args) -> dict:
     """Median process CPU seconds of the pieces of a step on the adversarial batch (``--steps`` repetitions after
     ``--warmup``): forward; forward + backward; forward + graph-building backward (math kernel); that + one double
     backward (random grad_tensors); the adversarial forward + bounded-lens backward. No optimizer step."""
-    import statistics
+
 
     from seamharden.core.estimator import math_attention
     from seamharden.core.losses import adversarial_losses
@@ -348,8 +351,9 @@ def run(args) -> dict:
         optimizer = build_optimizer(args.optimizer, params)
         phase: dict = {}
         with memory.measure(phase):
-            phase["step_s"], phase["cpu_step_s"], phase["minor_faults_per_step"] = time_phase(
+            phase["step_s"], phase["cpu_step_s"], phase["minor_faults_per_step"], each = time_phase(
                 step, optimizer, device, args.steps, args.warmup)
+        phase["step_s_median"], phase["step_s_each"] = statistics.median(each), each
         phase["tokens_per_s"] = tokens / phase["step_s"]
         result[name] = phase
         del optimizer
