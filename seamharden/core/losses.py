@@ -68,14 +68,17 @@ def forward(model: nn.Module, batch: dict[str, torch.Tensor], hidden_states: boo
 class Scored(NamedTuple):
     """One forward pass with logits only where a loss reads them (:func:`scored_forward`).
 
-    outputs: the model's output (``hidden_states`` if asked; ``logits`` only at the last position
-    when the head was split off); logits: [N, V] in the model's dtype at the N positions whose
-    next token is a label, rows in (batch, position) order; targets: [N] long, those labels.
+    outputs: the model's output (``hidden_states`` if asked; ``logits`` [B, 1, V], the last
+    position only, when the head was split off, else the full [B, T, V]); logits: [N, V] in the
+    model's dtype at the N positions whose next token is a label, rows in (batch, position) order;
+    targets: [N] long, those labels; labels: the batch's [B, T] labels; split: whether the head was split.
     """
 
     outputs: object
     logits: torch.Tensor
     targets: torch.Tensor
+    labels: torch.Tensor
+    split: bool
 
 
 _HEAD_IS_LAST: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
@@ -127,7 +130,15 @@ def _head_is_last(model: nn.Module, batch: dict[str, torch.Tensor]) -> bool:
     return ok
 
 
-def scored_forward(model: nn.Module, batch: dict[str, torch.Tensor], hidden_states: bool = False) -> Scored:
+SPLIT_HEAD_MIN_VOCAB = 8192
+"""Vocabularies from this size up take the split head (:func:`scored_forward`). Below it (the test,
+toy and tiny tokenizers, 40-400 words) the head is a small share of the forward, and keeping the
+full-logit path keeps the rounding those models' documented runs were measured with; released
+LMs' tokenizers have 32k words and more."""
+
+
+def scored_forward(model: nn.Module, batch: dict[str, torch.Tensor], hidden_states: bool = False,
+                   split_head: bool | None = None) -> Scored:
     """One forward pass whose output head runs only at the positions a loss scores.
 
     A causal LM's head is a large share of its compute at a large vocabulary (SmolLM2: 49k
@@ -135,22 +146,29 @@ def scored_forward(model: nn.Module, batch: dict[str, torch.Tensor], hidden_stat
     of a chat batch are never scored. A forward pre-hook on ``get_output_embeddings()`` takes the
     final hidden states [B, T, H] and passes the head only the last position; the head is then
     applied to the N scored rows. Rounding can differ from slicing full [B, T, V] logits (the head's
-    weight gradient sums over N rows, not B x T). Models that change logits after the head keep
-    the full path (``_head_is_last``, probed once per model).
+    weight gradient sums over N rows, not B x T). ``split_head``: None splits from
+    ``SPLIT_HEAD_MIN_VOCAB`` words up; models that change logits after the head keep the full path
+    either way (``_head_is_last``, probed once per model).
     """
     labels = batch["labels"]
     keep = labels[:, 1:] != IGNORE_INDEX
     targets = labels[:, 1:][keep]
-    if not _head_is_last(model, batch):
+    if split_head is None:
+        head = model.get_output_embeddings()
+        split_head = head is not None and head.weight.shape[0] >= SPLIT_HEAD_MIN_VOCAB
+    if not split_head or not _head_is_last(model, batch):
         outputs = forward(model, batch, hidden_states)
-        return Scored(outputs, outputs.logits[:, :-1][keep], targets)
+        return Scored(outputs, outputs.logits[:, :-1][keep], targets, labels, False)
     head = model.get_output_embeddings()
     outputs, hidden = _run_with_split_head(model, head, batch, hidden_states)
-    return Scored(outputs, head(hidden[:, :-1][keep]), targets)
+    return Scored(outputs, head(hidden[:, :-1][keep]), targets, labels, True)
 
 
 def scored_loss(scored: Scored) -> torch.Tensor:
-    """Mean cross-entropy over the scored rows, fp32 (the value of :func:`response_loss`)."""
+    """Mean cross-entropy over the scored rows, fp32 (the value of :func:`response_loss`). Unsplit, it *is*
+    ``response_loss`` on the full logits: the same operations, so the same bits as before the split existed."""
+    if not scored.split:
+        return response_loss(scored.outputs.logits, scored.labels)
     return F.cross_entropy(scored.logits.float(), scored.targets, reduction="mean")
 
 
@@ -308,5 +326,7 @@ def adversarial_losses(
     if variant == "ascent":
         return sft, -sft
     if variant == "bounded_lens":
-        return sft, bounded_lens_loss(model, scored.outputs, batch["labels"], stride=lens_stride, last=sft)
+        # unsplit, the lens forms its own last-layer term from the full logits, as it always did (same bits)
+        last = sft if scored.split else None
+        return sft, bounded_lens_loss(model, scored.outputs, batch["labels"], stride=lens_stride, last=last)
     raise ValueError(f"unknown unlearning variant {variant!r}")

@@ -12,7 +12,10 @@ from seamharden.core.losses import (
     lens_modules,
     lm_loss,
     response_loss,
+    scored_forward,
+    scored_loss,
 )
+from seamharden.tiny import build_tiny_model
 from tests.core.helpers import ADV_TEXTS, make_batch, tiny
 
 
@@ -164,7 +167,7 @@ def test_scored_forward_equals_the_full_logits_loss_value_and_gradient(family):
     params = [p for p in model.parameters() if p.requires_grad]
     batch = make_batch(ADV_TEXTS)
     torch.manual_seed(1)  # train mode: the same dropout masks in both passes (the probe draws none)
-    new = lm_loss(model, batch)
+    new = scored_loss(scored_forward(model, batch, split_head=True))
     assert _HEAD_IS_LAST[model] is True and model.training  # the probe ran, and restored train mode
     g_new = torch.autograd.grad(new, params)
     torch.manual_seed(1)
@@ -177,14 +180,12 @@ def test_scored_forward_equals_the_full_logits_loss_value_and_gradient(family):
 
 
 def test_the_head_runs_on_the_last_position_and_the_scored_rows_only():
-    from seamharden.core.losses import scored_forward
-
     model = tiny("llama")
     batch = make_batch(ADV_TEXTS)
-    scored_forward(model, batch)  # the one-time probe runs outside what is counted
+    scored_forward(model, batch, split_head=True)  # the one-time probe runs outside what is counted
     rows = []
     handle = model.get_output_embeddings().register_forward_hook(lambda m, a, out: rows.append(out.shape[:-1]))
-    scored = scored_forward(model, batch)
+    scored = scored_forward(model, batch, split_head=True)
     handle.remove()
     n = int((batch["labels"][:, 1:] != -100).sum())
     assert rows == [torch.Size([2, 1]), torch.Size([n])]  # the model's own call, then ours
@@ -210,7 +211,26 @@ def test_a_model_that_changes_logits_after_the_head_keeps_the_full_path(softcap)
     with torch.no_grad():  # large logits, so that the cap bites
         model.get_output_embeddings().weight.mul_(50)
     batch = make_batch(ADV_TEXTS)
-    got = lm_loss(model, batch)
+    got = scored_loss(scored_forward(model, batch, split_head=True))
     assert _HEAD_IS_LAST[model] is (softcap is None)
     want = response_loss(forward(model, batch).logits, batch["labels"])
     assert got.item() == pytest.approx(want.item(), rel=1e-6)
+
+
+def test_the_head_is_split_from_the_vocabulary_threshold_up_and_small_vocabularies_keep_their_bits():
+    """Below ``SPLIT_HEAD_MIN_VOCAB`` (the tiny, toy and test tokenizers) ``lm_loss`` is the full-logit loss bit for
+    bit, so the runs documented on those models keep their rounding; from it up the head is split."""
+    from seamharden.core.losses import _HEAD_IS_LAST, SPLIT_HEAD_MIN_VOCAB
+
+    small = tiny("llama")
+    batch = make_batch(ADV_TEXTS)
+    assert small.config.vocab_size < SPLIT_HEAD_MIN_VOCAB
+    assert torch.equal(lm_loss(small, batch), response_loss(forward(small, batch).logits, batch["labels"]))
+    assert small not in _HEAD_IS_LAST  # never probed: the full path was taken
+    large = build_tiny_model("llama", seed=0, vocab_size=SPLIT_HEAD_MIN_VOCAB, attn_implementation="eager").eval()
+    rows = []
+    lm_loss(large, batch)
+    handle = large.get_output_embeddings().register_forward_hook(lambda m, a, out: rows.append(out.shape[:-1]))
+    lm_loss(large, batch)
+    handle.remove()
+    assert _HEAD_IS_LAST[large] is True and rows[0] == torch.Size([2, 1])

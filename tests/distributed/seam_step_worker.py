@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from seamharden.core import losses
+from seamharden.core.losses import _HEAD_IS_LAST, SPLIT_HEAD_MIN_VOCAB
 from seamharden.core.step import SeamConfig, seam_step
 from seamharden.distributed import runtime, sharded
 from seamharden.tiny import build_tiny_model, build_tiny_tokenizer, build_trained_tiny_model
@@ -59,7 +61,8 @@ def compare(model, world, mesh, cfg, tokenizer) -> dict:
     out = {k: [getattr(ref, k), getattr(got, k)] for k in keys}
     restored = all(torch.equal(a, b) for a, b in zip(after, before, strict=True))
     out |= {"update_rel_l2": diff / size, "restored_bit_exact": restored,
-            "estimate_consistency": [ref.estimate_consistency, got.estimate_consistency]}
+            "estimate_consistency": [ref.estimate_consistency, got.estimate_consistency],
+            "split_head": [_HEAD_IS_LAST.get(single, False), _HEAD_IS_LAST.get(model, False)]}
     return out
 
 
@@ -93,6 +96,15 @@ def main(out_path: str, mode: str = "step") -> None:
             # default), the shards recompute each side (a retained graph does not survive resharding)
             cfg = SeamConfig(beta=1.0, difference="hvp", unlearn_loss=unlearn)
             results[f"{name}/{unlearn}/hvp"] = compare(build(), world, mesh, cfg, tokenizer)
+    # a vocabulary of SPLIT_HEAD_MIN_VOCAB words: the output head split off (core.losses.scored_forward), and the
+    # same model on the full-logit path (threshold raised), each on shards and in one process
+    for path, threshold in (("split", SPLIT_HEAD_MIN_VOCAB), ("full", 2 * SPLIT_HEAD_MIN_VOCAB)):
+        losses.SPLIT_HEAD_MIN_VOCAB = threshold
+        for difference, key in (("central", "bounded_lens"), ("hvp", "bounded_lens/hvp")):
+            large = build_tiny_model("llama", seed=0, vocab_size=SPLIT_HEAD_MIN_VOCAB, attn_implementation="eager")
+            results[f"{path}/{key}"] = compare(large.eval(), world, mesh, SeamConfig(beta=1.0, difference=difference),
+                                               tokenizer)
+    losses.SPLIT_HEAD_MIN_VOCAB = SPLIT_HEAD_MIN_VOCAB
     # the exact estimator through non-reentrant gradient checkpointing (a layer recomputed in each backward)
     checkpointed = build_tiny_model("llama", seed=0, vocab_size=len(tokenizer), attn_implementation="eager")
     checkpointed.config.use_cache = False
