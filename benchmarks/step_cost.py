@@ -208,8 +208,6 @@ def lens_only(args) -> dict:
 
     Alternating the two (``--steps`` rounds) keeps a shared box's load from favouring either.
     """
-
-
     from seamharden.core.losses import adversarial_losses
 
     device, dtype, model, params = setup(args)
@@ -243,8 +241,6 @@ def compare_hvp_graph(args) -> dict:
     the three steps spreads the load over all of them, and the process CPU time (1 thread) is
     nearly independent of it.
     """
-
-
     device, dtype, model, params = setup(args, checkpointing=True)
     adv, aln, bgn = three_batches(args, model.config.vocab_size, device)
     optimizer = build_optimizer(args.optimizer, params)
@@ -276,8 +272,6 @@ def breakdown(args) -> dict:
     """Median process CPU seconds of the pieces of a step on the adversarial batch (``--steps`` repetitions after
     ``--warmup``): forward; forward + backward; forward + graph-building backward (math kernel); that + one double
     backward (random grad_tensors); the adversarial forward + bounded-lens backward. No optimizer step."""
-
-
     from seamharden.core.estimator import math_attention
     from seamharden.core.losses import adversarial_losses
 

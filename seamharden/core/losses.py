@@ -36,20 +36,11 @@ def response_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     )
 
 
-def kl_to_reference(logits: torch.Tensor, ref_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean KL(p_ref || p) over the label positions (labels != -100), in fp32.
-
-    logits, ref_logits: [B, T, V]; labels: [B, T]. Position t is scored where labels[t + 1]
-    is a label, as in :func:`response_loss`. Zero, with zero gradient, where the two models
-    agree: an anchor that keeps a model's answers *and their confidence* where a reference
-    had them (plain SFT would also sharpen them).
-    """
-    keep = labels[:, 1:] != IGNORE_INDEX
-    return kl_rows(logits[:, :-1][keep], ref_logits[:, :-1][keep])
-
-
 def kl_rows(logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor:
-    """Mean over rows of KL(p_ref || p), in fp32; logits, ref_logits: [N, V] (the scored rows)."""
+    """Mean over rows of KL(p_ref || p), in fp32; logits, ref_logits: [N, V] at the scored positions
+    (:func:`scored_forward`). Zero, with zero gradient, where the two models agree: an anchor that keeps
+    a model's answers *and their confidence* where a reference had them (plain SFT would also sharpen them).
+    """
     logp = F.log_softmax(logits.float(), dim=-1)
     ref_logp = F.log_softmax(ref_logits.float(), dim=-1)
     return (ref_logp.exp() * (ref_logp - logp)).sum(-1).mean()

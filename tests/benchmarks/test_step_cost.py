@@ -46,6 +46,9 @@ def test_tiny_cpu_json(step_cost, capsys, extra):
     for phase in ("sft", "seam"):
         assert result[phase]["step_s"] > 0 and result[phase]["peak_gib"] > 0
         assert result[phase]["tokens_per_s"] == pytest.approx(2 * 32 / result[phase]["step_s"])
+        each = result[phase]["step_s_each"]
+        assert len(each) == 2 and result[phase]["step_s_median"] == pytest.approx(sum(each) / 2)
+        assert result[phase]["step_s"] == pytest.approx(sum(each) / 2)
     assert result["time_ratio"] == pytest.approx(result["seam"]["step_s"] / result["sft"]["step_s"])
     assert result["time_ratio"] > 1
 

@@ -8,7 +8,7 @@ from seamharden.core.losses import (
     adversarial_losses,
     bounded_lens_loss,
     forward,
-    kl_to_reference,
+    kl_rows,
     lens_modules,
     lm_loss,
     response_loss,
@@ -77,29 +77,27 @@ def test_bounded_lens_loss_is_bounded_and_ascent_is_negated_sft():
     assert ul2.item() == -sft2.item() and sft2.item() == pytest.approx(sft.item())
 
 
-def test_kl_to_reference_matches_manual_sum_over_label_positions():
+def test_kl_rows_matches_manual_mean_over_rows():
+    """The anchor's KL on the scored rows (``scored_forward`` picks them; the utility tests check the positions)."""
     torch.manual_seed(0)
-    logits, ref = torch.randn(2, 4, 5, dtype=torch.float64), torch.randn(2, 4, 5, dtype=torch.float64)
-    labels = torch.tensor([[-100, -100, 1, 2], [-100, 3, -100, -100]])
-    positions = [(0, 1), (0, 2), (1, 0)]  # t where labels[t + 1] != -100
-    manual = sum(F.kl_div(F.log_softmax(logits[b, t], -1), F.log_softmax(ref[b, t], -1), log_target=True,
-                          reduction="sum") for b, t in positions) / len(positions)
-    got = kl_to_reference(logits, ref, labels)
+    logits, ref = torch.randn(3, 5, dtype=torch.float64), torch.randn(3, 5, dtype=torch.float64)
+    manual = sum(F.kl_div(F.log_softmax(logits[r], -1), F.log_softmax(ref[r], -1), log_target=True,
+                          reduction="sum") for r in range(3)) / 3
+    got = kl_rows(logits, ref)
     assert got.dtype == torch.float32
     assert got.item() == pytest.approx(manual.item(), rel=1e-5)
 
 
-def test_kl_to_reference_is_zero_with_zero_gradient_at_the_reference():
+def test_kl_rows_is_zero_with_zero_gradient_at_the_reference():
     torch.manual_seed(0)
-    ref = torch.randn(2, 4, 5)
+    ref = torch.randn(6, 5)
     logits = ref.clone().requires_grad_(True)
-    labels = torch.tensor([[-100, 1, 2, 3], [-100, -100, 4, 0]])
-    loss = kl_to_reference(logits, ref, labels)
+    loss = kl_rows(logits, ref)
     loss.backward()
     assert loss.item() == pytest.approx(0.0, abs=1e-7)
     assert logits.grad.abs().max().item() < 1e-6
     # and it penalises sharpening: a more confident copy is farther away
-    assert kl_to_reference(ref * 3, ref, labels).item() > 0.01
+    assert kl_rows(ref * 3, ref).item() > 0.01
 
 
 @pytest.mark.parametrize("family", ["llama", "gpt2", "qwen2", "gpt_neox"])
