@@ -321,7 +321,8 @@ def run(args) -> dict:
     if args.lens == "full":
         losses.bounded_lens_loss = losses.bounded_lens_loss_full
     cfg = SeamConfig(beta=0.01, unlearn_loss=args.unlearn_loss, difference=args.difference,
-                     self_check=not args.no_self_check, lens_stride=args.lens_stride, hvp_graph=args.hvp_graph)
+                     self_check=not args.no_self_check, lens_stride=args.lens_stride, hvp_graph=args.hvp_graph,
+                     unlearn_pass=args.unlearn_pass)
     memory = PeakMemory(device)
     tokens = args.batch * args.seq
     result = {
@@ -331,7 +332,7 @@ def run(args) -> dict:
         "optimizer": args.optimizer, "difference": args.difference, "unlearn_loss": args.unlearn_loss,
         "lens": args.lens, "prompt_fraction": args.prompt_fraction, "self_check": cfg.self_check,
         "lens_stride": cfg.lens_stride, "hvp_graph": cfg.hvp_graph if cfg.difference == "hvp" else None,
-        "steps": args.steps, "warmup": args.warmup, "memory_method": memory.method,
+        "unlearn_pass": cfg.unlearn_pass, "steps": args.steps, "warmup": args.warmup, "memory_method": memory.method,
         "cpu_allocator": None if device.type != "cpu" else "default" if args.default_allocator else "freed memory kept",
     }
 
@@ -379,6 +380,9 @@ def parse_args(argv=None):
                         help="seam.lens_stride: the bounded lens over every k-th layer and the last (1 = all)")
     parser.add_argument("--prompt-fraction", type=float, default=0.0, help="leading fraction of each row unlabelled")
     parser.add_argument("--unlearn-loss", choices=["bounded_lens", "ascent"], default="bounded_lens")
+    parser.add_argument("--unlearn-pass", choices=["own", "perturbed"], default="own",
+                        help="seam.unlearn_pass: grad L_ul from its own backward at theta, or folded into the "
+                        "perturbed adversarial pass (unchecked forward/central only)")
     parser.add_argument("--lens-only", action="store_true",
                         help="time only the L_ul forward + backward, chunked vs full lens, interleaved")
     parser.add_argument("--compare-hvp-graph", action="store_true",
@@ -425,7 +429,7 @@ def main(argv=None) -> int:
           f"gradient checkpointing {'on' if args.gradient_checkpointing else 'off'}, {args.difference} estimator"
           f"{f' ({args.hvp_graph} graphs)' if args.difference == 'hvp' else ''}"
           f"{'' if args.difference == 'hvp' else (', unchecked' if args.no_self_check else ', self-checked')}, "
-          f"{args.lens} lens")
+          f"{args.lens} lens{', L_ul in the perturbed pass' if args.unlearn_pass == 'perturbed' else ''}")
     for name in ("sft", "seam"):
         phase = result[name]
         print(f"  {name.upper():4s} step {phase['step_s']:.4f} s (CPU {phase['cpu_step_s']:.4f} s)  "

@@ -128,7 +128,8 @@ class StepPolicy:
 class SimGradient:
     """Diagnostics of one estimate. ``applied_cosine``: cos(applied perturbation, h u), mean of a and b
     (NaN for ``hvp``, which perturbs nothing);
-    ``consistency``: the self-check figure (checked differences; NaN otherwise)."""
+    ``consistency``: the self-check figure (checked differences; NaN otherwise);
+    ``folded``: the value of the loss folded into side a's perturbed pass (``fold_a``; NaN when none ran)."""
 
     cosine: float
     norm_a: float
@@ -136,6 +137,7 @@ class SimGradient:
     step: float
     applied_cosine: float
     consistency: float = math.nan
+    folded: float = math.nan
 
 
 @contextlib.contextmanager
@@ -463,6 +465,8 @@ def accumulate_sim_gradient(
     scale: float,
     policy: StepPolicy = StepPolicy(),
     ops: Autograd = LOCAL,
+    fold_a: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None,
+    fold_scale: float = 0.0,
 ) -> SimGradient:
     """p.grad += scale * (estimate of grad cos(g_a, g_b)) for every trainable parameter.
 
@@ -471,9 +475,20 @@ def accumulate_sim_gradient(
     They are CONSUMED: overwritten with the directions (and, for the differences, then the
     saved weights). The weights are restored bit-exactly before returning, also on error.
     ``ops``: the single-process operations, or the sharded ones (FSDP2).
+
+    ``fold_a`` (differences without the self-check only): returns (the value of ``loss_a``, an
+    extra scalar loss) from ONE forward at the current weights. Side a's first perturbed pass then
+    backpropagates k * loss_a + ``fold_scale`` * extra, so p.grad also receives ``fold_scale`` x the
+    extra loss's gradient, taken at theta + h u_a instead of theta, without a backward of its own
+    (``seam.unlearn_pass=perturbed``: the bounded lens' L_ul; docs/method.md). Its value comes back
+    as ``SimGradient.folded``; NaN when no perturbed pass ran (degenerate geometry, scale 0): the
+    caller then takes the extra loss at theta itself.
     """
     if policy.difference == "hvp" and not ops.exact_hvp:
         raise ValueError(HVP_UNAVAILABLE)
+    if fold_a is not None and (policy.difference == "hvp" or policy.check):
+        raise ValueError("fold_a needs an unchecked finite difference (forward or central, check off): the "
+                         "self-check's sketch would include the folded loss's gradient")
     norm_a, norm_b, c = geometry(g_a, g_b)
     h = policy.step_size(params)
     s = math.sqrt(max(0.0, 1.0 - c * c))
@@ -497,7 +512,16 @@ def accumulate_sim_gradient(
             gradvec.accumulate_into_grads(params, buf, -sum(weight * scale * s / (norm * t) for t in steps))
     at_theta = _to_unit_directions(g_a, g_b, norm_a, norm_b, c, s, None if central else sketch_seed)
 
-    applied, sides = [], []
+    applied, sides, folded = [], [], []
+
+    def folded_loss_a(k: float) -> Callable[[], torch.Tensor]:
+        """loss_a + extra * fold_scale / k, so that the pass's backward of k x it adds fold_scale x grad extra."""
+        def loss() -> torch.Tensor:
+            main, extra = fold_a()
+            folded.append(extra.detach().float().item())
+            return main + extra * (fold_scale / k)
+        return loss
+
     for i, (direction, loss_fn, seed) in enumerate(((g_a, loss_a, seed_a), (g_b, loss_b, seed_b))):
         ops.before_perturb()
         applied.append(_perturb(params, direction, h))
@@ -509,7 +533,8 @@ def accumulate_sim_gradient(
                     ops.before_perturb()
                     _halve(params, direction)
                 sign = -1.0 if central and j % 2 else 1.0  # central, checked: h at +, -; then h/2 at -, +
-                first = ops.scaled_backward(loss_fn, params, sign * k, seed, sketch_seed)
+                first_fn = folded_loss_a(sign * k) if fold_a is not None and i == 0 and j == 0 else loss_fn
+                first = ops.scaled_backward(first_fn, params, sign * k, seed, sketch_seed)
                 if central:
                     ops.before_perturb()
                     _mirror(params, direction)
@@ -524,4 +549,5 @@ def accumulate_sim_gradient(
         if len(estimates) == 2:
             sides.append(disagreement(*estimates))
     consistency = max(sides) if sides else math.nan
-    return SimGradient(c, norm_a, norm_b, h, applied_cosine=sum(applied) / 2, consistency=consistency)
+    return SimGradient(c, norm_a, norm_b, h, applied_cosine=sum(applied) / 2, consistency=consistency,
+                       folded=folded[0] if folded else math.nan)

@@ -59,8 +59,8 @@ def forward(model: nn.Module, batch: dict[str, torch.Tensor], hidden_states: boo
 class Scored(NamedTuple):
     """One forward pass with logits only where a loss reads them (:func:`scored_forward`).
 
-    outputs: the model's output (``hidden_states`` if asked; ``logits`` [B, 1, V], the last
-    position only, when the head was split off, else the full [B, T, V]); logits: [N, V] in the
+    outputs: the model's output (``hidden_states`` if asked; ``logits`` [B, 0, V], none, when the
+    head was split off, else the full [B, T, V]); logits: [N, V] in the
     model's dtype at the N positions whose next token is a label, rows in (batch, position) order;
     targets: [N] long, those labels; labels: the batch's [B, T] labels; split: whether the head was split.
     """
@@ -77,13 +77,14 @@ _HEAD_IS_LAST: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDicti
 
 
 def _run_with_split_head(model: nn.Module, head: nn.Module, batch: dict[str, torch.Tensor],
-                         hidden_states: bool):
-    """Forward with the head fed only the last position; returns (outputs, final hidden [B, T, H])."""
+                         hidden_states: bool, keep: int = 0):
+    """Forward with the head fed only the last ``keep`` positions (none: its logits would be discarded,
+    and at a 49k vocabulary even [B, 1, H] reads the whole head weight); returns (outputs, final hidden [B, T, H])."""
     captured: list[torch.Tensor] = []
 
     def last_position_only(module, args):
         captured.append(args[0])
-        return (args[0][:, -1:], *args[1:])
+        return (args[0][:, args[0].shape[1] - keep:], *args[1:])
 
     handle = head.register_forward_pre_hook(last_position_only)
     try:
@@ -111,7 +112,7 @@ def _head_is_last(model: nn.Module, batch: dict[str, torch.Tensor]) -> bool:
         model.eval()
         try:
             with torch.no_grad():
-                outputs, hidden = _run_with_split_head(model, head, probe, False)
+                outputs, hidden = _run_with_split_head(model, head, probe, False, keep=1)
                 ok = outputs.logits.shape[1] == 1 and torch.equal(head(hidden[:, -1:]), outputs.logits)
         except (RuntimeError, TypeError, IndexError, AttributeError):
             ok = False
@@ -135,7 +136,7 @@ def scored_forward(model: nn.Module, batch: dict[str, torch.Tensor], hidden_stat
     A causal LM's head is a large share of its compute at a large vocabulary (SmolLM2: 49k
     words, about a fifth of the forward at 4 x 64 tokens), and the prompt and padding positions
     of a chat batch are never scored. A forward pre-hook on ``get_output_embeddings()`` takes the
-    final hidden states [B, T, H] and passes the head only the last position; the head is then
+    final hidden states [B, T, H] and passes the head no position at all; the head is then
     applied to the N scored rows. Rounding can differ from slicing full [B, T, V] logits (the head's
     weight gradient sums over N rows, not B x T). ``split_head``: None splits from
     ``SPLIT_HEAD_MIN_VOCAB`` words up; models that change logits after the head keep the full path

@@ -1,7 +1,8 @@
 """One SEAM step: the gradient of L_ul + alpha * L_up + beta * L_sd, left in ``p.grad``.
 
 Pass order: adversarial forward -> g_a and grad L_ul (one forward, two backwards for the
-lens variant; L_ul = -SFT reuses g_a exactly for ascent), alignment forward/backward ->
+lens variant; L_ul = -SFT reuses g_a exactly for ascent; with ``seam.unlearn_pass=perturbed``
+an SFT forward/backward for g_a, and grad L_ul joins the estimator's perturbed adversarial pass), alignment forward/backward ->
 alpha * grad L_up, benign forward/backward -> g_b, then the estimator. Default (``hvp``,
 ``hvp_graph=reuse``, one process): g_a and g_b are taken with their graphs (those two
 passes on sdpa's math kernel) and ONE backward through both adds beta * grad cos, and
@@ -55,6 +56,7 @@ class SeamConfig:
     self_check: bool = True
     lens_stride: int = 1
     hvp_graph: str = DEFAULT_HVP_GRAPH
+    unlearn_pass: str = "own"
 
     @property
     def policy(self) -> StepPolicy:
@@ -115,6 +117,22 @@ def keeps_graphs(cfg: SeamConfig, ops: Autograd = LOCAL) -> bool:
             and ops.exact_hvp and ops.reuses_graph)
 
 
+def folds_unlearning(cfg: SeamConfig) -> bool:
+    """Whether grad L_ul is taken in the estimator's perturbed adversarial pass (``seam.unlearn_pass=perturbed``,
+    beta != 0), at theta + h u_a: one backward through the model fewer per step, a bias of O(h) in grad L_ul.
+
+    Raises ValueError for ``perturbed`` with anything but the bounded lens and an unchecked difference
+    (the recipe's validation says so before a model loads)."""
+    if cfg.unlearn_pass == "own":
+        return False
+    if cfg.unlearn_pass != "perturbed":
+        raise ValueError(f"unknown seam.unlearn_pass {cfg.unlearn_pass!r}")
+    if cfg.unlearn_loss != "bounded_lens" or cfg.difference == "hvp" or cfg.self_check:
+        raise ValueError(f"unlearn_pass=perturbed cannot run with unlearn_loss={cfg.unlearn_loss}, "
+                         f"difference={cfg.difference}, self_check={cfg.self_check}")
+    return cfg.beta != 0.0
+
+
 def _gradient(ops: Autograd, loss: torch.Tensor, params, keep: bool, retain_graph: bool = False):
     """grad(loss), with its graph when ``keep`` (then the forward's graph stays alive too)."""
     if keep:
@@ -150,13 +168,25 @@ def seam_step(
 
     bounded = cfg.unlearn_loss == "bounded_lens"
     keep = keeps_graphs(cfg, ops)
+    fold = folds_unlearning(cfg)
     twice = math_attention if keep else contextlib.nullcontext  # passes whose graphs are differentiated twice
-    if bounded and not ops.reuses_graph:  # FSDP2: g_a from an SFT pass, then a second pass for L_ul
+
+    def adversarial() -> tuple[torch.Tensor, torch.Tensor]:
+        """(SFT loss, L_ul) on adv, global means, from one forward at the current weights."""
+        sft, ul = adversarial_losses(model, adv, cfg.unlearn_loss, cfg.lens_stride)
+        return ops.mean(sft, adv), ops.mean(ul, adv, bounded)
+
+    loss_ul = None
+    if fold:  # g_a from an SFT pass; L_ul joins the estimator's perturbed adversarial pass
+        with replay_rng(seed_a):
+            loss_adv = ops.mean(lm_loss(model, adv), adv)
+        g_a = ops.grad(loss_adv, params)
+    elif bounded and not ops.reuses_graph:  # FSDP2: g_a from an SFT pass, then a second pass for L_ul
         with replay_rng(seed_a):
             loss_adv = ops.mean(lm_loss(model, adv), adv)
         g_a = ops.grad(loss_adv, params)
         with replay_rng(seed_a):
-            loss_ul = ops.mean(adversarial_losses(model, adv, cfg.unlearn_loss, cfg.lens_stride)[1], adv, bounded)
+            loss_ul = adversarial()[1]
         ops.backward(loss_ul * grad_scale, params)
     else:
         with replay_rng(seed_a), twice():  # the backwards too: a checkpointed layer recomputes in them
@@ -190,12 +220,19 @@ def seam_step(
             params, g_a, g_b,
             loss_a=lambda: ops.mean(lm_loss(model, adv), adv), loss_b=lambda: ops.mean(lm_loss(model, bgn), bgn),
             seed_a=seed_a, seed_b=seed_b, scale=grad_scale * cfg.beta, policy=cfg.policy, ops=ops,
+            fold_a=adversarial if fold else None, fold_scale=grad_scale,
         )
         norm_a, norm_b, cos, step, applied = est.norm_a, est.norm_b, est.cosine, est.step, est.applied_cosine
         consistency = est.consistency
+        if fold and not math.isnan(est.folded):
+            loss_ul = torch.tensor(est.folded)
     else:
         (norm_a, norm_b, cos), step, applied, consistency = geometry(g_a, g_b), 0.0, math.nan, math.nan
     del g_a, g_b
+    if loss_ul is None:  # folded, but the estimator perturbed nothing (degenerate geometry): L_ul at theta
+        with replay_rng(seed_a):
+            loss_ul = adversarial()[1]
+        ops.backward(loss_ul * grad_scale, params)
 
     ul, up = loss_ul.detach().item(), loss_up.item()
     return SeamStepStats(

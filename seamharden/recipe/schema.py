@@ -138,6 +138,20 @@ class SeamSection(Strict):
         True, description="central/forward: also difference at h/2 (2x the perturbed passes), apply the mean and "
         "report estimate_consistency; a step above 0.1 is flagged (docs/method.md)"
     )
+    unlearn_pass: Literal["own", "perturbed"] = Field(
+        "own", description="where grad L_ul is taken: own = at theta, from the adversarial forward (a backward of "
+        "its own); perturbed = in the estimator's perturbed adversarial pass, at theta + h u_a (one backward through "
+        "the model fewer per step, a bias of O(h) in grad L_ul; bounded_lens with an unchecked forward or central "
+        "difference only; docs/method.md)"
+    )
+
+    @model_validator(mode="after")
+    def _check_unlearn_pass(self) -> SeamSection:
+        if self.unlearn_pass == "perturbed" and (
+                self.unlearn_loss != "bounded_lens" or self.difference == "hvp" or self.self_check):
+            raise ValueError("seam.unlearn_pass=perturbed needs unlearn_loss=bounded_lens, difference=forward or "
+                             "central and self_check=false")
+        return self
 
 
 class TrainSection(Strict):

@@ -177,7 +177,7 @@ def test_scored_forward_equals_the_full_logits_loss_value_and_gradient(family):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-7 * b.abs().max().item())
 
 
-def test_the_head_runs_on_the_last_position_and_the_scored_rows_only():
+def test_the_head_runs_on_the_scored_rows_only():
     model = tiny("llama")
     batch = make_batch(ADV_TEXTS)
     scored_forward(model, batch, split_head=True)  # the one-time probe runs outside what is counted
@@ -186,8 +186,8 @@ def test_the_head_runs_on_the_last_position_and_the_scored_rows_only():
     scored = scored_forward(model, batch, split_head=True)
     handle.remove()
     n = int((batch["labels"][:, 1:] != -100).sum())
-    assert rows == [torch.Size([2, 1]), torch.Size([n])]  # the model's own call, then ours
-    assert scored.logits.shape == (n, model.config.vocab_size) and scored.outputs.logits.shape[1] == 1
+    assert rows == [torch.Size([2, 0]), torch.Size([n])]  # the model's own call (no position), then ours
+    assert scored.logits.shape == (n, model.config.vocab_size) and scored.outputs.logits.shape[1] == 0
     assert torch.equal(scored.targets, batch["labels"][:, 1:][batch["labels"][:, 1:] != -100])
     full = forward(model, batch).logits[:, :-1][batch["labels"][:, 1:] != -100]
     assert torch.allclose(scored.logits, full, atol=1e-6)
@@ -231,4 +231,4 @@ def test_the_head_is_split_from_the_vocabulary_threshold_up_and_small_vocabulari
     handle = large.get_output_embeddings().register_forward_hook(lambda m, a, out: rows.append(out.shape[:-1]))
     lm_loss(large, batch)
     handle.remove()
-    assert _HEAD_IS_LAST[large] is True and rows[0] == torch.Size([2, 1])
+    assert _HEAD_IS_LAST[large] is True and rows[0] == torch.Size([2, 0])  # the model's own call sees no position

@@ -94,3 +94,95 @@ def test_lora_model_only_adapters_get_gradients(difference):
         assert stats.step_size == 0.0 and stats.estimate_ok is None
     else:
         assert stats.step_size > 0 and stats.applied_cosine > 0.99 and stats.estimate_consistency >= 0
+
+
+def _grads_after(model, cfg, adv=ADV, bgn=BGN):
+    params = trainable_parameters(model)
+    for p in params:
+        p.grad = None
+    stats = seam_step(model, adv, ALN, bgn, cfg)
+    return [p.grad.clone() for p in params], stats
+
+
+def _lens_grad(model, params):
+    torch.manual_seed(0)
+    loss = adversarial_losses(model, ADV, "bounded_lens")[1]
+    return loss.item(), torch.autograd.grad(loss, params)
+
+
+def _norm(xs) -> float:
+    return sum((x * x).sum() for x in xs).sqrt().item()
+
+
+@pytest.mark.parametrize("difference", ["forward", "central"])
+def test_unlearn_pass_perturbed_takes_grad_ul_at_the_perturbed_weights(monkeypatch, difference):
+    """seam.unlearn_pass=perturbed: the step's gradient is the own-pass one with grad L_ul(theta) swapped for
+    grad L_ul at the weights of the estimator's perturbed adversarial pass (recorded there), in one backward fewer.
+
+    The losses are fp32 (logits upcast) and the perturbed pass's backward carries k x grad L_adv with
+    k ~ beta / h: at beta 0.5 its fp32 rounding, amplified by k, is a 1e-3 change in either form. At
+    beta 1e-9 that rounding is negligible and the swap must account for the whole change."""
+    import seamharden.core.step as step_module
+
+    model = tiny("llama").double()
+    params = trainable_parameters(model)
+    base = dict(alpha=1.0, beta=1e-9, unlearn_loss="bounded_lens", difference=difference, self_check=False)
+    own, own_stats = _grads_after(model, SeamConfig(**base))
+    seen = []
+    real = step_module.adversarial_losses
+
+    def recording(m, batch, variant, stride=1):
+        seen.append([p.detach().clone() for p in params])
+        return real(m, batch, variant, stride)
+
+    backwards = []
+    handle = model.model.layers[0].register_full_backward_hook(lambda *a: backwards.append(1))
+    monkeypatch.setattr(step_module, "adversarial_losses", recording)
+    folded, stats = _grads_after(model, SeamConfig(**base, unlearn_pass="perturbed"))
+    monkeypatch.undo()
+    handle.remove()
+    assert len(seen) == 1 and len(backwards) == (5 if difference == "forward" else 7)  # own pass: 6 / 8
+    at_theta = [p.detach().clone() for p in params]
+    assert max((a - b).abs().max().item() for a, b in zip(seen[0], at_theta, strict=True)) > 0  # theta + h u_a
+    ul_theta, g_theta = _lens_grad(model, params)
+    with torch.no_grad():
+        for p, w in zip(params, seen[0], strict=True):
+            p.copy_(w)
+    ul_moved, g_moved = _lens_grad(model, params)
+    with torch.no_grad():
+        for p, w in zip(params, at_theta, strict=True):
+            p.copy_(w)
+    want = [o - a + b for o, a, b in zip(own, g_theta, g_moved, strict=True)]
+    change = _norm([f - o for f, o in zip(folded, own, strict=True)])
+    assert change > 1e-7 * _norm(own)  # the swap is visible ...
+    assert _norm([f - w for f, w in zip(folded, want, strict=True)]) < 0.01 * change  # ... and is all of the change
+    assert stats.loss_ul == pytest.approx(ul_moved, rel=1e-12) and own_stats.loss_ul == pytest.approx(ul_theta, rel=1e-12)
+    assert stats.loss_ul == pytest.approx(own_stats.loss_ul, rel=1e-4)  # fp32 values: often the same
+    assert stats.cosine == own_stats.cosine and stats.loss_adv == own_stats.loss_adv
+    strong = dict(base, beta=0.5)
+    own, _ = _grads_after(model, SeamConfig(**strong))
+    folded, _ = _grads_after(model, SeamConfig(**strong, unlearn_pass="perturbed"))
+    assert _norm([f - o for f, o in zip(folded, own, strict=True)]) < 5e-3 * _norm(own)
+
+
+def test_unlearn_pass_perturbed_falls_back_to_theta_when_nothing_is_perturbed():
+    """adv = bgn: g_a = g_b, the estimate is degenerate (no perturbed pass), and L_ul is taken at theta;
+    beta 0: the own pass, bit for bit."""
+    model = tiny("llama").double()
+    base = dict(alpha=1.0, beta=0.5, unlearn_loss="bounded_lens", difference="forward", self_check=False)
+    own, own_stats = _grads_after(model, SeamConfig(**base), bgn=ADV)
+    folded, stats = _grads_after(model, SeamConfig(**base, unlearn_pass="perturbed"), bgn=ADV)
+    assert stats.step_size > 0 and stats.loss_ul == own_stats.loss_ul
+    for a, b in zip(folded, own, strict=True):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-15)
+    zero = dict(base, beta=0.0)
+    own0, _ = _grads_after(model, SeamConfig(**zero))
+    folded0, _ = _grads_after(model, SeamConfig(**zero, unlearn_pass="perturbed"))
+    assert all(torch.equal(a, b) for a, b in zip(folded0, own0, strict=True))
+
+
+@pytest.mark.parametrize("bad", [dict(difference="hvp"), dict(self_check=True), dict(unlearn_loss="ascent")])
+def test_unlearn_pass_perturbed_refuses_what_it_cannot_fold(bad):
+    cfg = dict(beta=0.5, unlearn_loss="bounded_lens", difference="forward", self_check=False, unlearn_pass="perturbed")
+    with pytest.raises(ValueError, match="unlearn_pass=perturbed"):
+        seam_step(tiny("llama"), ADV, ALN, BGN, SeamConfig(**{**cfg, **bad}))

@@ -132,3 +132,13 @@ def test_hvp_graph_key():
     assert load_recipe("tiny").seam.hvp_graph == "reuse"
     assert load_recipe("tiny", ["seam.hvp_graph=recompute"]).seam.hvp_graph == "recompute"
     assert "seam.hvp_graph: Input should be 'reuse' or 'recompute'" in _error("tiny", ["seam.hvp_graph=keep"])
+
+
+def test_unlearn_pass_key():
+    assert load_recipe("tiny").seam.unlearn_pass == "own"
+    assert load_recipe("smollm2-135m-cpu").seam.unlearn_pass == "perturbed"
+    fold = ["seam.unlearn_pass=perturbed", "seam.difference=forward", "seam.self_check=false"]
+    assert load_recipe("tiny", fold).seam.unlearn_pass == "perturbed"
+    for bad in ("seam.difference=hvp", "seam.self_check=true", "seam.unlearn_loss=ascent"):
+        assert "seam.unlearn_pass=perturbed needs unlearn_loss=bounded_lens" in _error("tiny", [*fold, bad])
+    assert "seam.unlearn_pass: Input should be 'own' or 'perturbed'" in _error("tiny", ["seam.unlearn_pass=fold"])
