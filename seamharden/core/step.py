@@ -2,10 +2,10 @@
 
 Pass order: adversarial forward -> g_a and grad L_ul (one forward, two backwards for the
 lens variant; L_ul = -SFT reuses g_a exactly for ascent; with ``seam.unlearn_pass=perturbed``
-an SFT forward/backward for g_a, and grad L_ul joins the estimator's perturbed adversarial pass), alignment forward/backward ->
-alpha * grad L_up, benign forward/backward -> g_b, then the estimator. Default (``hvp``,
-``hvp_graph=reuse``, one process): g_a and g_b are taken with their graphs (those two
-passes on sdpa's math kernel) and ONE backward through both adds beta * grad cos, and
+an SFT forward/backward for g_a, and grad L_ul joins the estimator's perturbed adversarial
+pass), alignment forward/backward -> alpha * grad L_up, benign forward/backward -> g_b,
+then the estimator. Default (``hvp``, ``hvp_graph=reuse``, one process): g_a and g_b are
+taken with their graphs (those two passes on sdpa's math kernel) and ONE backward through both adds beta * grad cos, and
 grad L_ul with it (that backward traverses the adversarial forward anyway);
 ``hvp_graph=recompute``: per side one more forward + graph-building backward + double
 backward; differences: two (forward) or four (central) perturbed passes, twice that
