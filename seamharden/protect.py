@@ -103,7 +103,8 @@ def estimator_summary(recipe: Recipe, metrics_path: Path) -> dict:
 
     ``failed_steps`` counts steps whose ``estimate_consistency`` exceeds the threshold of
     ``seamharden.core.estimator.consistency_passes`` (docs/method.md); null rows (exact ``hvp``,
-    an unchecked difference, beta 0; NaN in runs written before) are not checked.
+    an unchecked difference, beta 0; NaN in runs written before) are not checked. ``unlearn_pass``
+    only where grad L_ul was taken in the perturbed pass (``seam.unlearn_pass=perturbed``).
     """
     from seamharden.core.estimator import CONSISTENCY_THRESHOLD, consistency_passes
 
@@ -112,10 +113,13 @@ def estimator_summary(recipe: Recipe, metrics_path: Path) -> dict:
               for r in rows]  # null (NaN before issue 17): not checked
     checked = [(step, value) for step, value in values if consistency_passes(value) is not None]
     failed = [step for step, value in checked if not consistency_passes(value)]
-    return {"difference": recipe.seam.difference, "self_check": recipe.seam.self_check,
-            "threshold": CONSISTENCY_THRESHOLD, "checked_steps": len(checked), "failed_steps": len(failed),
-            "first_failed_step": failed[0] if failed else None,
-            "worst_consistency": max((v for _, v in checked), default=None)}
+    summary = {"difference": recipe.seam.difference, "self_check": recipe.seam.self_check,
+               "threshold": CONSISTENCY_THRESHOLD, "checked_steps": len(checked), "failed_steps": len(failed),
+               "first_failed_step": failed[0] if failed else None,
+               "worst_consistency": max((v for _, v in checked), default=None)}
+    if recipe.seam.unlearn_pass != "own":  # absent: grad L_ul at theta, from its own backward
+        summary["unlearn_pass"] = recipe.seam.unlearn_pass
+    return summary
 
 
 def hardening_summary(recipe: Recipe, outcome: loop.TrainOutcome, out_dir: Path) -> dict:

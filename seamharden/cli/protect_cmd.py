@@ -330,7 +330,8 @@ def run_header(model, out_dir, recipe, processes: str = "") -> str:
     ``processes`` (the sharding phrase under torchrun, else "")."""
     seam, utility = recipe.seam, recipe.utility
     estimator = seam.difference if seam.difference == "hvp" else (
-        f"{seam.difference} differences, {seam.step_policy} step, self-check {'on' if seam.self_check else 'off'}")
+        f"{seam.difference} differences, {seam.step_policy} step, self-check {'on' if seam.self_check else 'off'}"
+        f"{', grad L_ul in the perturbed pass' if seam.unlearn_pass == 'perturbed' else ''}")
     extra = utility.anchor_data
     anchor_on = "" if extra is None else (
         f" on D_bgn + {extra.path if extra.kind == 'builtin' else 'utility.anchor_data'}")

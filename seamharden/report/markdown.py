@@ -66,7 +66,9 @@ def hardening_section(hardening: dict | None, heading: str = "##") -> str:
                      f"{est['worst_consistency']:.3g} (limit {est['threshold']:g})")
         else:
             check = "exact Hessian-vector products" if est["difference"] == "hvp" else "no self-check"
-        lines.append(f"- L_sd estimator: {est['difference']}; {check}")
+        folded = "; grad L_ul taken in the perturbed adversarial pass (seam.unlearn_pass=perturbed)" if (
+            est.get("unlearn_pass") == "perturbed") else ""
+        lines.append(f"- L_sd estimator: {est['difference']}; {check}{folded}")
         if est["failed_steps"]:
             lines.append(f"- **WARNING: the L_sd estimate failed its self-check on {est['failed_steps']} steps "
                          f"(first: step {est['first_failed_step']})**; those steps may have followed a wrong "

@@ -29,7 +29,7 @@ def step_cost():
 
 
 @pytest.mark.parametrize("extra", [[], ["--optimizer", "adamw8bit", "--difference", "central",
-                                        "--gradient-checkpointing", "--no-self-check"]])
+                                        "--gradient-checkpointing", "--no-self-check", "--unlearn-pass", "perturbed"]])
 def test_tiny_cpu_json(step_cost, capsys, extra):
     code = step_cost.main(["--model", "tiny", "--device", "cpu", "--batch", "2", "--seq", "32",
                            "--steps", "2", "--warmup", "1", "--threads", "1", "--json", *extra])
@@ -43,6 +43,7 @@ def test_tiny_cpu_json(step_cost, capsys, extra):
     assert result["gradient_checkpointing"] == ("--gradient-checkpointing" in extra)
     assert result["difference"] == ("central" if extra else "hvp")
     assert result["self_check"] is ("--no-self-check" not in extra)
+    assert result["unlearn_pass"] == ("perturbed" if extra else "own")
     for phase in ("sft", "seam"):
         assert result[phase]["step_s"] > 0 and result[phase]["peak_gib"] > 0
         assert result[phase]["tokens_per_s"] == pytest.approx(2 * 32 / result[phase]["step_s"])

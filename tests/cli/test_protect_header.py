@@ -31,3 +31,10 @@ def test_header_names_the_anchors_extra_data_but_no_local_path(tmp_path):
     line = run_header("smollm2-135m", "out", local)
     assert "anchor 1 on D_bgn + utility.anchor_data," in line and str(tmp_path) not in line
     assert "anchor 1, utility" in run_header("m", "o", load_recipe("smollm2-135m-cpu", ["utility.anchor_data=null"]))
+
+
+def test_header_names_where_grad_l_ul_is_taken():
+    line = run_header("smollm2-135m", "out", load_recipe("smollm2-135m-cpu"))
+    assert "forward differences, relative step, self-check off, grad L_ul in the perturbed pass, anchor" in line
+    own = run_header("smollm2-135m", "out", load_recipe("smollm2-135m-cpu", ["seam.unlearn_pass=own"]))
+    assert "self-check off, anchor" in own and "perturbed" not in own

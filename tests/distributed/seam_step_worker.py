@@ -96,6 +96,9 @@ def main(out_path: str, mode: str = "step") -> None:
             # default), the shards recompute each side (a retained graph does not survive resharding)
             cfg = SeamConfig(beta=1.0, difference="hvp", unlearn_loss=unlearn)
             results[f"{name}/{unlearn}/hvp"] = compare(build(), world, mesh, cfg, tokenizer)
+        # L_ul folded into the perturbed adversarial pass (seam.unlearn_pass=perturbed): one pass fewer on shards too
+        cfg = SeamConfig(beta=1.0, difference="central", self_check=False, unlearn_pass="perturbed")
+        results[f"{name}/bounded_lens/perturbed"] = compare(build(), world, mesh, cfg, tokenizer)
     # a vocabulary of SPLIT_HEAD_MIN_VOCAB words: the output head split off (core.losses.scored_forward), and the
     # same model on the full-logit path (threshold raised), each on shards and in one process
     for path, threshold in (("split", SPLIT_HEAD_MIN_VOCAB), ("full", 2 * SPLIT_HEAD_MIN_VOCAB)):

@@ -2,7 +2,8 @@
 
 Launches tests/distributed/seam_step_worker.py (gloo, CPU mesh) and checks what rank 0 wrote:
 random and trained tiny Llama, both unlearning losses, central differences with the self-check and
-the exact ``hvp`` estimator (one process: ``hvp_graph=reuse``; shards: recomputed per side).
+the exact ``hvp`` estimator (one process: ``hvp_graph=reuse``; shards: recomputed per side), and unchecked
+central differences with grad L_ul folded into the perturbed adversarial pass (``seam.unlearn_pass=perturbed``).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def measured(tmp_path_factory) -> dict:
 
 CENTRAL = ["random/bounded_lens", "random/ascent", "trained/bounded_lens", "trained/ascent"]
 EXACT = [f"{case}/hvp" for case in CENTRAL] + ["random/bounded_lens/hvp/checkpointed"]
-CASES = CENTRAL + EXACT
+FOLDED = ["random/bounded_lens/perturbed", "trained/bounded_lens/perturbed"]  # unchecked central, L_ul folded
+CASES = CENTRAL + EXACT + FOLDED
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -207,3 +207,17 @@ def test_hardening_section_names_the_beta_delay_and_the_restart():
     assert "anchor reference from the weights of step 80 (seam.delay_restart)" in hardening_section(
         base | {"delay_restart": 80})
     assert "seam.beta_delay" not in hardening_section({"steps": 120, "anchor": 1.0})
+
+
+def test_hardening_section_names_where_grad_l_ul_was_taken(tmp_path):
+    from seamharden.protect import estimator_summary
+    from seamharden.recipe.loading import load_recipe
+    from seamharden.report.markdown import hardening_section
+
+    folded = estimator_summary(load_recipe("smollm2-135m-cpu"), tmp_path / "metrics.jsonl")
+    own = estimator_summary(load_recipe("smollm2-135m-cpu", ["seam.unlearn_pass=own"]), tmp_path / "metrics.jsonl")
+    assert folded["unlearn_pass"] == "perturbed" and "unlearn_pass" not in own
+    line = "- L_sd estimator: forward; no self-check; grad L_ul taken in the perturbed adversarial pass"
+    assert line in hardening_section({"steps": 130, "anchor": 1.0, "estimator": folded})
+    assert "- L_sd estimator: forward; no self-check\n" in hardening_section({"steps": 130, "anchor": 1.0,
+                                                                            "estimator": own})
