@@ -396,7 +396,12 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.unlearn_pass == "perturbed" and (args.difference == "hvp" or not args.no_self_check
+                                             or args.unlearn_loss != "bounded_lens"):
+        parser.error("--unlearn-pass perturbed needs --difference forward or central, --no-self-check and the "
+                     "bounded lens")
+    return args
 
 
 def main(argv=None) -> int:

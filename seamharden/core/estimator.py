@@ -129,7 +129,8 @@ class SimGradient:
     """Diagnostics of one estimate. ``applied_cosine``: cos(applied perturbation, h u), mean of a and b
     (NaN for ``hvp``, which perturbs nothing);
     ``consistency``: the self-check figure (checked differences; NaN otherwise);
-    ``folded``: the value of the loss folded into side a's perturbed pass (``fold_a``; NaN when none ran)."""
+    ``folded``: the value of the loss folded into side a's perturbed pass(es) (``fold_a``; their mean for
+    central differences; None when none ran)."""
 
     cosine: float
     norm_a: float
@@ -137,7 +138,7 @@ class SimGradient:
     step: float
     applied_cosine: float
     consistency: float = math.nan
-    folded: float = math.nan
+    folded: float | None = None
 
 
 @contextlib.contextmanager
@@ -477,11 +478,13 @@ def accumulate_sim_gradient(
     ``ops``: the single-process operations, or the sharded ones (FSDP2).
 
     ``fold_a`` (differences without the self-check only): returns (the value of ``loss_a``, an
-    extra scalar loss) from ONE forward at the current weights. Side a's first perturbed pass then
+    extra scalar loss) from ONE forward at the current weights. Side a's perturbed pass then
     backpropagates k * loss_a + ``fold_scale`` * extra, so p.grad also receives ``fold_scale`` x the
-    extra loss's gradient, taken at theta + h u_a instead of theta, without a backward of its own
+    extra loss's gradient, taken at theta + h u_a instead of theta (O(h)), without a backward of its
+    own; central differences fold half of it into the pass at theta + h u_a and half into the one at
+    theta - h u_a (the mean is theta's gradient to O(h^2), the difference's own order)
     (``seam.unlearn_pass=perturbed``: the bounded lens' L_ul; docs/method.md). Its value comes back
-    as ``SimGradient.folded``; NaN when no perturbed pass ran (degenerate geometry, scale 0): the
+    as ``SimGradient.folded``; None when no perturbed pass ran (degenerate geometry, scale 0): the
     caller then takes the extra loss at theta itself.
     """
     if policy.difference == "hvp" and not ops.exact_hvp:
@@ -489,6 +492,8 @@ def accumulate_sim_gradient(
     if fold_a is not None and (policy.difference == "hvp" or policy.check):
         raise ValueError("fold_a needs an unchecked finite difference (forward or central, check off): the "
                          "self-check's sketch would include the folded loss's gradient")
+    if fold_a is not None and fold_scale == 0.0:
+        raise ValueError("fold_a without fold_scale would drop the folded loss's gradient")
     norm_a, norm_b, c = geometry(g_a, g_b)
     h = policy.step_size(params)
     s = math.sqrt(max(0.0, 1.0 - c * c))
@@ -514,12 +519,14 @@ def accumulate_sim_gradient(
 
     applied, sides, folded = [], [], []
 
+    share = 0.5 if central else 1.0  # central: half at theta + h u_a, half at theta - h u_a
+
     def folded_loss_a(k: float) -> Callable[[], torch.Tensor]:
-        """loss_a + extra * fold_scale / k, so that the pass's backward of k x it adds fold_scale x grad extra."""
+        """loss_a + extra * share * fold_scale / k: a backward of k x it adds share x fold_scale x grad extra."""
         def loss() -> torch.Tensor:
             main, extra = fold_a()
             folded.append(extra.detach().float().item())
-            return main + extra * (fold_scale / k)
+            return main + extra * (share * fold_scale / k)
         return loss
 
     for i, (direction, loss_fn, seed) in enumerate(((g_a, loss_a, seed_a), (g_b, loss_b, seed_b))):
@@ -533,12 +540,14 @@ def accumulate_sim_gradient(
                     ops.before_perturb()
                     _halve(params, direction)
                 sign = -1.0 if central and j % 2 else 1.0  # central, checked: h at +, -; then h/2 at -, +
-                first_fn = folded_loss_a(sign * k) if fold_a is not None and i == 0 and j == 0 else loss_fn
-                first = ops.scaled_backward(first_fn, params, sign * k, seed, sketch_seed)
+                fold = fold_a is not None and i == 0  # unchecked only: j is 0
+                first = ops.scaled_backward(folded_loss_a(sign * k) if fold else loss_fn, params, sign * k, seed,
+                                            sketch_seed)
                 if central:
                     ops.before_perturb()
                     _mirror(params, direction)
-                    second = ops.scaled_backward(loss_fn, params, -sign * k, seed, sketch_seed)
+                    second = ops.scaled_backward(folded_loss_a(-sign * k) if fold else loss_fn, params, -sign * k,
+                                                 seed, sketch_seed)
                     if sketch_seed is not None:
                         estimates.append(sign * (first - second) / (2 * t))
                 elif sketch_seed is not None:
@@ -550,4 +559,4 @@ def accumulate_sim_gradient(
             sides.append(disagreement(*estimates))
     consistency = max(sides) if sides else math.nan
     return SimGradient(c, norm_a, norm_b, h, applied_cosine=sum(applied) / 2, consistency=consistency,
-                       folded=folded[0] if folded else math.nan)
+                       folded=sum(folded) / len(folded) if folded else None)

@@ -99,7 +99,8 @@ def _run_with_split_head(model: nn.Module, head: nn.Module, batch: dict[str, tor
 
 def _head_is_last(model: nn.Module, batch: dict[str, torch.Tensor]) -> bool:
     """Probe once per model (eval mode, no grad, one short row): the head split off gives the model's
-    own logits bit for bit. False for models that soft-cap or scale logits after the head, or whose
+    own logits bit for bit, and the forward runs with the head handed no position (as the scored
+    passes do). False for models that soft-cap or scale logits after the head, or whose
     head is not called once on [B, T, H]; those keep the full-logit path."""
     known = _HEAD_IS_LAST.get(model)
     if known is not None:
@@ -114,6 +115,8 @@ def _head_is_last(model: nn.Module, batch: dict[str, torch.Tensor]) -> bool:
             with torch.no_grad():
                 outputs, hidden = _run_with_split_head(model, head, probe, False, keep=1)
                 ok = outputs.logits.shape[1] == 1 and torch.equal(head(hidden[:, -1:]), outputs.logits)
+                if ok:  # and the passes themselves hand the head no position: that must run too
+                    ok = _run_with_split_head(model, head, probe, False)[0].logits.shape[1] == 0
         except (RuntimeError, TypeError, IndexError, AttributeError):
             ok = False
         finally:

@@ -77,7 +77,9 @@ class SeamStepStats:
     finite-difference step h (0 for the exact ``hvp`` estimator, and when beta = 0 and no
     estimate was made). ``estimate_consistency`` is the estimator's self-check figure
     (checked finite differences; NaN for ``hvp``, unchecked ones and beta = 0): judge it
-    with ``estimate_ok`` / ``seamharden.core.estimator.consistency_passes``.
+    with ``estimate_ok`` / ``seamharden.core.estimator.consistency_passes``. With
+    ``seam.unlearn_pass=perturbed`` (beta != 0) ``loss_ul`` is L_ul where its gradient was taken: at
+    theta + h u_a (central: the mean at theta +- h u_a).
     """
 
     loss_ul: float
@@ -162,6 +164,8 @@ def seam_step(
     ``ops``: single-process autograd (default) or the FSDP2-sharded operations
     (``seamharden.distributed.sharded.ShardedAutograd``: each process holds its share of a
     global batch, losses are global token means and gradients sums over the ranks).
+    ``cfg.unlearn_pass == "perturbed"``: grad L_ul comes from the estimator's perturbed adversarial
+    pass(es) (``folds_unlearning``), not from theta.
     """
     params = list(params) if params is not None else trainable_parameters(model)
     seed_a, seed_b, seed_up = _draw_seed(), _draw_seed(), _draw_seed()
@@ -224,8 +228,8 @@ def seam_step(
         )
         norm_a, norm_b, cos, step, applied = est.norm_a, est.norm_b, est.cosine, est.step, est.applied_cosine
         consistency = est.consistency
-        if fold and not math.isnan(est.folded):
-            loss_ul = torch.tensor(est.folded)
+        if fold and est.folded is not None:
+            loss_ul = torch.tensor(est.folded, dtype=torch.float64)  # the value as measured, not re-rounded
     else:
         (norm_a, norm_b, cos), step, applied, consistency = geometry(g_a, g_b), 0.0, math.nan, math.nan
     del g_a, g_b

@@ -141,22 +141,30 @@ def test_unlearn_pass_perturbed_takes_grad_ul_at_the_perturbed_weights(monkeypat
     folded, stats = _grads_after(model, SeamConfig(**base, unlearn_pass="perturbed"))
     monkeypatch.undo()
     handle.remove()
-    assert len(seen) == 1 and len(backwards) == (5 if difference == "forward" else 7)  # own pass: 6 / 8
+    # central folds half of grad L_ul into the pass at theta + h u_a and half into the one at theta - h u_a
+    assert len(seen) == (1 if difference == "forward" else 2)
+    assert len(backwards) == (5 if difference == "forward" else 7)  # own pass: 6 / 8
     at_theta = [p.detach().clone() for p in params]
-    assert max((a - b).abs().max().item() for a, b in zip(seen[0], at_theta, strict=True)) > 0  # theta + h u_a
+    for weights in seen:  # theta + h u_a (and theta - h u_a)
+        assert max((a - b).abs().max().item() for a, b in zip(weights, at_theta, strict=True)) > 0
     ul_theta, g_theta = _lens_grad(model, params)
-    with torch.no_grad():
-        for p, w in zip(params, seen[0], strict=True):
-            p.copy_(w)
-    ul_moved, g_moved = _lens_grad(model, params)
+    ul_moved, g_moved = [], []
+    for weights in seen:
+        with torch.no_grad():
+            for p, w in zip(params, weights, strict=True):
+                p.copy_(w)
+        value, grad = _lens_grad(model, params)
+        ul_moved.append(value)
+        g_moved.append(grad)
     with torch.no_grad():
         for p, w in zip(params, at_theta, strict=True):
             p.copy_(w)
-    want = [o - a + b for o, a, b in zip(own, g_theta, g_moved, strict=True)]
+    mean_moved = [sum(gs) / len(gs) for gs in zip(*g_moved, strict=True)]
+    want = [o - a + b for o, a, b in zip(own, g_theta, mean_moved, strict=True)]
     change = _norm([f - o for f, o in zip(folded, own, strict=True)])
     assert change > 1e-7 * _norm(own)  # the swap is visible ...
     assert _norm([f - w for f, w in zip(folded, want, strict=True)]) < 0.01 * change  # ... and is all of the change
-    assert stats.loss_ul == pytest.approx(ul_moved, rel=1e-12)
+    assert stats.loss_ul == pytest.approx(sum(ul_moved) / len(ul_moved), rel=1e-12)
     assert own_stats.loss_ul == pytest.approx(ul_theta, rel=1e-12)
     assert stats.loss_ul == pytest.approx(own_stats.loss_ul, rel=1e-4)  # fp32 values: often the same
     assert stats.cosine == own_stats.cosine and stats.loss_adv == own_stats.loss_adv
@@ -164,6 +172,21 @@ def test_unlearn_pass_perturbed_takes_grad_ul_at_the_perturbed_weights(monkeypat
     own, _ = _grads_after(model, SeamConfig(**strong))
     folded, _ = _grads_after(model, SeamConfig(**strong, unlearn_pass="perturbed"))
     assert _norm([f - o for f, o in zip(folded, own, strict=True)]) < 5e-3 * _norm(own)
+
+
+@pytest.mark.parametrize("difference", ["forward", "central"])
+def test_unlearn_pass_perturbed_scales_with_gradient_accumulation(difference):
+    model = tiny("llama").double()
+    cfg = SeamConfig(alpha=1.0, beta=0.5, unlearn_loss="bounded_lens", difference=difference, self_check=False,
+                     unlearn_pass="perturbed")
+    whole, _ = _grads_after(model, cfg)
+    params = trainable_parameters(model)
+    for p in params:
+        p.grad = None
+    for _ in range(4):
+        seam_step(model, ADV, ALN, BGN, cfg, grad_scale=0.25)
+    for p, g in zip(params, whole, strict=True):
+        assert torch.allclose(p.grad, g, rtol=1e-9, atol=1e-12 * g.abs().max().item())
 
 
 def test_unlearn_pass_perturbed_falls_back_to_theta_when_nothing_is_perturbed():
