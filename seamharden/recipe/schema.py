@@ -141,8 +141,8 @@ class SeamSection(Strict):
     unlearn_pass: Literal["own", "perturbed"] = Field(
         "own", description="where grad L_ul is taken: own = at theta, from the adversarial forward (a backward of "
         "its own); perturbed = in the estimator's perturbed adversarial pass, at theta + h u_a (one backward through "
-        "the model fewer per step, a bias of O(h) in grad L_ul; bounded_lens with an unchecked forward or central "
-        "difference only; docs/method.md)"
+        "the model fewer per step, a bias of O(h) in grad L_ul, O(h^2) with central; bounded_lens with an unchecked "
+        "forward or central difference only; docs/method.md)"
     )
 
     @model_validator(mode="after")
