@@ -43,7 +43,7 @@ import torch
 from seamharden.core import losses
 from seamharden.core.estimator import DEFAULT_DIFFERENCE, DEFAULT_HVP_GRAPH
 from seamharden.core.losses import lm_loss
-from seamharden.core.step import SeamConfig, seam_step
+from seamharden.core.step import SeamConfig, folds_unlearning, seam_step
 from seamharden.cpu_memory import keep_freed_memory
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -320,9 +320,7 @@ def run(args) -> dict:
     adv, aln, bgn = three_batches(args, model.config.vocab_size, device)
     if args.lens == "full":
         losses.bounded_lens_loss = losses.bounded_lens_loss_full
-    cfg = SeamConfig(beta=0.01, unlearn_loss=args.unlearn_loss, difference=args.difference,
-                     self_check=not args.no_self_check, lens_stride=args.lens_stride, hvp_graph=args.hvp_graph,
-                     unlearn_pass=args.unlearn_pass)
+    cfg = seam_config(args)
     memory = PeakMemory(device)
     tokens = args.batch * args.seq
     result = {
@@ -397,11 +395,18 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    if args.unlearn_pass == "perturbed" and (args.difference == "hvp" or not args.no_self_check
-                                             or args.unlearn_loss != "bounded_lens"):
-        parser.error("--unlearn-pass perturbed needs --difference forward or central, --no-self-check and the "
-                     "bounded lens")
+    try:
+        folds_unlearning(seam_config(args))  # refuses what cannot fold before a model is built
+    except ValueError as error:
+        parser.error(str(error))
     return args
+
+
+def seam_config(args) -> SeamConfig:
+    """The timed SEAM step's settings (beta 0.01, so the estimator runs) from the command line."""
+    return SeamConfig(beta=0.01, unlearn_loss=args.unlearn_loss, difference=args.difference,
+                      self_check=not args.no_self_check, lens_stride=args.lens_stride, hvp_graph=args.hvp_graph,
+                      unlearn_pass=args.unlearn_pass)
 
 
 def main(argv=None) -> int:

@@ -82,11 +82,11 @@ def _run_with_split_head(model: nn.Module, head: nn.Module, batch: dict[str, tor
     and at a 49k vocabulary even [B, 1, H] reads the whole head weight); returns (outputs, final hidden [B, T, H])."""
     captured: list[torch.Tensor] = []
 
-    def last_position_only(module, args):
+    def last_positions(module, args):
         captured.append(args[0])
         return (args[0][:, args[0].shape[1] - keep:], *args[1:])
 
-    handle = head.register_forward_pre_hook(last_position_only)
+    handle = head.register_forward_pre_hook(last_positions)
     try:
         outputs = forward(model, batch, hidden_states)
     finally:

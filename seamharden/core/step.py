@@ -5,8 +5,8 @@ lens variant; L_ul = -SFT reuses g_a exactly for ascent; with ``seam.unlearn_pas
 an SFT forward/backward for g_a, and grad L_ul joins the estimator's perturbed adversarial
 pass), alignment forward/backward -> alpha * grad L_up, benign forward/backward -> g_b,
 then the estimator. Default (``hvp``, ``hvp_graph=reuse``, one process): g_a and g_b are
-taken with their graphs (those two passes on sdpa's math kernel) and ONE backward through both adds beta * grad cos, and
-grad L_ul with it (that backward traverses the adversarial forward anyway);
+taken with their graphs (those two passes on sdpa's math kernel) and ONE backward through
+both adds beta * grad cos, and grad L_ul with it (that backward traverses the adversarial forward anyway);
 ``hvp_graph=recompute``: per side one more forward + graph-building backward + double
 backward; differences: two (forward) or four (central) perturbed passes, twice that
 self-checked. The extra memory is the two buffers g_a and g_b (see
@@ -121,7 +121,8 @@ def keeps_graphs(cfg: SeamConfig, ops: Autograd = LOCAL) -> bool:
 
 def folds_unlearning(cfg: SeamConfig) -> bool:
     """Whether grad L_ul is taken in the estimator's perturbed adversarial pass (``seam.unlearn_pass=perturbed``,
-    beta != 0), at theta + h u_a: one backward through the model fewer per step, a bias of O(h) in grad L_ul.
+    beta != 0), at theta + h u_a (central: half at theta +- h u_a): one backward through the model fewer per
+    step, a bias of O(h) in grad L_ul (central: O(h^2)).
 
     Raises ValueError for ``perturbed`` with anything but the bounded lens and an unchecked difference
     (the recipe's validation says so before a model loads)."""
@@ -180,18 +181,20 @@ def seam_step(
         sft, ul = adversarial_losses(model, adv, cfg.unlearn_loss, cfg.lens_stride)
         return ops.mean(sft, adv), ops.mean(ul, adv, bounded)
 
+    def unlearn_at_theta() -> torch.Tensor:
+        """p.grad += grad_scale * grad L_ul from a pass of its own at the current weights; returns L_ul."""
+        with replay_rng(seed_a):
+            ul = adversarial()[1]
+        ops.backward(ul * grad_scale, params)
+        return ul
+
     loss_ul = None
-    if fold:  # g_a from an SFT pass; L_ul joins the estimator's perturbed adversarial pass
+    if fold or (bounded and not ops.reuses_graph):  # g_a from an SFT pass
         with replay_rng(seed_a):
             loss_adv = ops.mean(lm_loss(model, adv), adv)
         g_a = ops.grad(loss_adv, params)
-    elif bounded and not ops.reuses_graph:  # FSDP2: g_a from an SFT pass, then a second pass for L_ul
-        with replay_rng(seed_a):
-            loss_adv = ops.mean(lm_loss(model, adv), adv)
-        g_a = ops.grad(loss_adv, params)
-        with replay_rng(seed_a):
-            loss_ul = adversarial()[1]
-        ops.backward(loss_ul * grad_scale, params)
+        if not fold:  # FSDP2: a second pass for L_ul (folded: L_ul joins the estimator's perturbed adversarial pass)
+            loss_ul = unlearn_at_theta()
     else:
         with replay_rng(seed_a), twice():  # the backwards too: a checkpointed layer recomputes in them
             loss_adv, loss_ul = adversarial_losses(model, adv, cfg.unlearn_loss, cfg.lens_stride)
@@ -234,9 +237,7 @@ def seam_step(
         (norm_a, norm_b, cos), step, applied, consistency = geometry(g_a, g_b), 0.0, math.nan, math.nan
     del g_a, g_b
     if loss_ul is None:  # folded, but the estimator perturbed nothing (degenerate geometry): L_ul at theta
-        with replay_rng(seed_a):
-            loss_ul = adversarial()[1]
-        ops.backward(loss_ul * grad_scale, params)
+        loss_ul = unlearn_at_theta()
 
     ul, up = loss_ul.detach().item(), loss_up.item()
     return SeamStepStats(

@@ -80,3 +80,9 @@ def test_interleaved_and_breakdown_modes_time_every_piece(step_cost, capsys, mod
     if pieces:
         assert set(result["cpu_s"]) == pieces and set(result["wall_s"]) == pieces
     assert len(result["cpu_s"]) >= 3 and all(v > 0 for v in result["cpu_s"].values())
+
+
+def test_unlearn_pass_perturbed_is_refused_where_it_cannot_fold(step_cost, capsys):
+    with pytest.raises(SystemExit) as info:
+        step_cost.main(["--model", "tiny", "--unlearn-pass", "perturbed"])  # hvp, self-checked: nothing to fold
+    assert info.value.code == 2 and "unlearn_pass=perturbed cannot run" in capsys.readouterr().err
