@@ -27,14 +27,7 @@ import torch
 
 from seamharden.core.estimator import CONSISTENCY_THRESHOLD, StepPolicy
 from seamharden.fidelity import build_batches, measure_fidelity
-from seamharden.tiny import (
-    FAMILIES,
-    TRAINED_HIDDEN,
-    TRAINED_VOCAB,
-    build_tiny_model,
-    build_tiny_tokenizer,
-    build_trained_tiny_model,
-)
+from seamharden.tiny import FAMILIES, TRAINED_VOCAB, build_tiny_tokenizer, trained_and_random_models
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 SEEDS = (0, 1, 2)
@@ -51,18 +44,11 @@ OLD_DEFAULT = {"fp32": StepPolicy("relative", "forward", relative_step=1e-4, che
 """The default before issue 14 (forward, rho 1e-4 in fp32 and 2e-3 in bf16, no check)."""
 
 
-def models(families, tokenizer):
-    for family in families:
-        yield family, "trained", build_trained_tiny_model(family, tokenizer=tokenizer)
-        random = build_tiny_model(family, seed=0, vocab_size=len(tokenizer), hidden_size=TRAINED_HIDDEN)
-        yield family, "random", random.eval()
-
-
 def sweep(families=FAMILIES, dtypes=tuple(DTYPES), seeds=SEEDS, labels=None) -> list[dict]:
     tokenizer = build_tiny_tokenizer(TRAINED_VOCAB)
     batches = {seed: build_batches(tokenizer, examples=4, max_length=48, seed=seed) for seed in seeds}
     rows = []
-    for family, weights, base in models(families, tokenizer):
+    for family, weights, base in trained_and_random_models(families, tokenizer):
         for dtype_name in dtypes:
             model = copy.deepcopy(base).to(DTYPES[dtype_name])
             old = f"old default (forward, rho {OLD_DEFAULT[dtype_name].relative_step:g})"

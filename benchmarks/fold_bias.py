@@ -22,14 +22,7 @@ import torch
 from seamharden.core.fidelity import agreement
 from seamharden.core.step import SeamConfig, seam_step, trainable_parameters
 from seamharden.fidelity import build_batches
-from seamharden.tiny import (
-    FAMILIES,
-    TRAINED_HIDDEN,
-    TRAINED_VOCAB,
-    build_tiny_model,
-    build_tiny_tokenizer,
-    build_trained_tiny_model,
-)
+from seamharden.tiny import FAMILIES, TRAINED_VOCAB, build_tiny_tokenizer, trained_and_random_models
 
 
 def _step_gradient(model, batches, cfg: SeamConfig) -> list[torch.Tensor]:
@@ -50,23 +43,18 @@ def measure(families=FAMILIES, betas=(1.0, 8.0), difference: str = "forward", se
     adv, bgn = build_batches(tokenizer, seed=seed)
     aln = build_batches(tokenizer, seed=seed + 1)[0]  # any labelled batch serves as L_up's
     rows = []
-    for family in families:
-        bases = {"trained": build_trained_tiny_model(family, seed=seed, tokenizer=tokenizer,
-                                                     attn_implementation="eager"),
-                 "random": build_tiny_model(family, seed=seed, vocab_size=len(tokenizer), hidden_size=TRAINED_HIDDEN,
-                                            attn_implementation="eager").eval()}
-        for weights, base in bases.items():
-            for beta in betas:
-                exact = _step_gradient(copy.deepcopy(base).double(), (adv, aln, bgn), SeamConfig(beta=beta))
-                without_sd = _step_gradient(copy.deepcopy(base).double(), (adv, aln, bgn), SeamConfig(beta=0.0))
-                sd_norm = _norm([e - z for e, z in zip(exact, without_sd, strict=True)])
-                row = {"family": family, "weights": weights, "beta": beta, "difference": difference}
-                for unlearn_pass in ("own", "perturbed"):
-                    cfg = SeamConfig(beta=beta, difference=difference, self_check=False, unlearn_pass=unlearn_pass)
-                    got = _step_gradient(copy.deepcopy(base), (adv, aln, bgn), cfg)
-                    error = _norm([g - e for g, e in zip(got, exact, strict=True)])
-                    row[unlearn_pass] = {"cosine": agreement(got, exact)["cosine"], "error_over_sd": error / sd_norm}
-                rows.append(row)
+    for family, weights, base in trained_and_random_models(families, tokenizer, seed):
+        for beta in betas:
+            exact = _step_gradient(copy.deepcopy(base).double(), (adv, aln, bgn), SeamConfig(beta=beta))
+            without_sd = _step_gradient(copy.deepcopy(base).double(), (adv, aln, bgn), SeamConfig(beta=0.0))
+            sd_norm = _norm([e - z for e, z in zip(exact, without_sd, strict=True)])
+            row = {"family": family, "weights": weights, "beta": beta, "difference": difference}
+            for unlearn_pass in ("own", "perturbed"):
+                cfg = SeamConfig(beta=beta, difference=difference, self_check=False, unlearn_pass=unlearn_pass)
+                got = _step_gradient(copy.deepcopy(base), (adv, aln, bgn), cfg)
+                error = _norm([g - e for g, e in zip(got, exact, strict=True)])
+                row[unlearn_pass] = {"cosine": agreement(got, exact)["cosine"], "error_over_sd": error / sd_norm}
+            rows.append(row)
     return rows
 
 

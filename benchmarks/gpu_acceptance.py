@@ -7,7 +7,8 @@
   estimator (hvp) and central differences (checked): SEAM / SFT time and peak memory;
 - fidelity: the default policy on the trained and random tiny models of the four families,
   bf16 and fp32, seeds 0, 1, 2, on the GPU, against fp64 double backward
-  (``benchmarks/fidelity_sweep.py``'s models and ``seamharden fidelity``'s measurement).
+  (``seamharden.tiny.trained_and_random_models``, as ``benchmarks/fidelity_sweep.py``, and
+  ``seamharden fidelity``'s measurement).
 
 ``--mode cpu``: the same code on a tiny shape (tiny Llama, batch 2 x 32, AdamW; fidelity on
 one family, one seed), so CI knows the script works. A configuration that fails (out of
@@ -69,6 +70,7 @@ def step_costs(mode: str) -> list[dict]:
 def fidelity(mode: str, device: torch.device) -> list[dict]:
     from seamharden.core.estimator import StepPolicy
     from seamharden.fidelity import build_batches, measure_fidelity
+    from seamharden.tiny import trained_and_random_models
 
     sweep = _load("fidelity_sweep")
     families = sweep.FAMILIES if mode == "gpu" else ("llama",)
@@ -76,7 +78,7 @@ def fidelity(mode: str, device: torch.device) -> list[dict]:
     tokenizer = sweep.build_tiny_tokenizer(sweep.TRAINED_VOCAB)
     batches = {seed: build_batches(tokenizer, examples=4, max_length=48, seed=seed) for seed in seeds}
     rows = []
-    for family, weights, base in sweep.models(families, tokenizer):
+    for family, weights, base in trained_and_random_models(families, tokenizer):
         for dtype_name, dtype in sweep.DTYPES.items():
             model = copy.deepcopy(base).to(device=device, dtype=dtype)
             cosines = [measure_fidelity(model, *batches[seed], StepPolicy(), seed).report.cosine for seed in seeds]

@@ -192,6 +192,16 @@ def build_trained_tiny_model(family: str = "llama", seed: int = 0, tokenizer=Non
     return train_tiny_model(model, tokenizer, steps=steps, seed=seed)
 
 
+def trained_and_random_models(families, tokenizer, seed: int = 0):
+    """Yield (family, "trained" | "random", model) per family: :func:`build_trained_tiny_model`, then the same
+    shape at random init; fp32, eval mode. The pairs the estimator benchmarks measure on (random init hides
+    errors that trained weights show)."""
+    for family in families:
+        yield family, "trained", build_trained_tiny_model(family, seed=seed, tokenizer=tokenizer)
+        random_init = build_tiny_model(family, seed=seed, vocab_size=len(tokenizer), hidden_size=TRAINED_HIDDEN)
+        yield family, "random", random_init.eval()
+
+
 def save_tiny_classifier_dir(path: str | Path, labels: tuple[str, ...] = ("safe", "unsafe"), seed: int = 0) -> Path:
     """A tiny BERT sequence classifier (1 layer, hidden 32, random seeded weights) with ``labels`` and the tiny
     tokenizer, saved as a Hugging Face directory: a stand-in harmfulness judge (``attack.judge_model``)."""
